@@ -1,0 +1,152 @@
+"""What the pure rules need to know, as frozen dataclasses.
+
+The shell (gateway/config.py) validates the TOML with pydantic and builds these; the
+rules never see pydantic, files or defaults from the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from types import MappingProxyType
+
+
+class Direction(StrEnum):
+    LOW = "low"
+    """Trips when the value falls to the limit or below (O2 deficiency)."""
+    HIGH = "high"
+    """Trips when the value rises to the limit or above."""
+
+
+class Severity(IntEnum):
+    """What an active condition does. Ordered: a higher one includes the lower ones' effects."""
+
+    NORMAL = 0
+    WARNING = 1
+    """Shown and recorded; drives no output."""
+    ALARM = 2
+    """Removes the zone's permissives (gas permissive, hot-work ignition)."""
+    EVACUATE = 3
+    """As ALARM, plus horn/beacon and the evacuation notice in a confined space."""
+
+
+class Basis(StrEnum):
+    INSTANT = "instant"
+    STEL = "stel"
+    """Rolling 15-minute time-weighted average."""
+    TWA = "twa"
+    """Rolling 8-hour time-weighted average."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One alarm level of one signal, in the signal's own unit."""
+
+    name: str
+    """e.g. "low", "low_low", "high", "alarm1", "alarm2", "evacuate", "stel", "twa"."""
+    direction: Direction
+    value: float
+    deadband: float
+    """Clears only once the value is past `value` by this much (hysteresis)."""
+    latching: bool
+    """A latching alarm stays until acknowledged after the value is back in range."""
+    severity: Severity
+    basis: Basis = Basis.INSTANT
+
+    def __post_init__(self) -> None:
+        if self.deadband < 0:
+            raise ValueError(f"limit {self.name}: deadband must be >= 0, got {self.deadband}")
+
+    def tripped(self, value: float) -> bool:
+        """Trip at once when the limit is reached (no on-delay)."""
+        return value <= self.value if self.direction is Direction.LOW else value >= self.value
+
+    def cleared(self, value: float) -> bool:
+        """Back in range by at least the deadband."""
+        if self.direction is Direction.LOW:
+            return value > self.value + self.deadband
+        return value < self.value - self.deadband
+
+
+class ZoneKind(StrEnum):
+    CONFINED_SPACE = "confined_space"
+    HOT_WORK = "hot_work"
+    GENERAL = "general"
+
+
+class OutputKind(StrEnum):
+    GAS_PERMISSIVE = "gas_permissive"
+    """Energized while the zone's gas is good and no alarm or fault is active."""
+    IGNITION = "ignition"
+    """Hot-work ignition release for the zone: energized only while the interlock holds."""
+    HORN = "horn"
+    """Audible: active while an evacuate-level condition is unsilenced in the zone."""
+    BEACON = "beacon"
+    """Visual: active while any alarm-level condition is active in the zone (never silenced)."""
+    MACHINE_RUN = "machine_run"
+    """Run permissive of a machine: de-energized to stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignalCfg:
+    id: str
+    quantity: str
+    """o2, lel, h2s, co, temperature, vibration, current ..."""
+    unit: str
+    zone: str
+    device: str
+    limits: tuple[Limit, ...] = ()
+    stale_after_s: float = 5.0
+    """3 x poll period, at most 5 s (DOMAIN.md)."""
+    hot_work_max: float | None = None
+    """The hot-work permissive limit (e.g. LEL < 10 %LEL, < 1 %LEL in a confined space)."""
+    over_range: float | None = None
+    """A reading above this is a detector fault (saturated), not a value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneCfg:
+    id: str
+    kind: ZoneKind
+    name: str = ""
+    max_occupancy: int = 0
+    """0: no limit configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputCfg:
+    id: str
+    kind: OutputKind
+    zone: str
+    safe: bool = False
+    """The coil value written at start, on shutdown and on any fault."""
+    active_energized: bool = True
+    """Coil value when the function is active (a horn wired de-energize-to-sound sets False)."""
+
+    def coil(self, active: bool) -> bool:
+        return self.active_energized if active else not self.active_energized
+
+
+def _frozen(d: Mapping[str, object] | None = None) -> Mapping[str, object]:
+    return MappingProxyType(dict(d or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCfg:
+    signals: Mapping[str, SignalCfg] = field(default_factory=_frozen)  # type: ignore[arg-type]
+    zones: Mapping[str, ZoneCfg] = field(default_factory=_frozen)  # type: ignore[arg-type]
+    outputs: Mapping[str, OutputCfg] = field(default_factory=_frozen)  # type: ignore[arg-type]
+    silence_s: float = 60.0
+    """Silence (mute) re-arms after this long (DOMAIN.md)."""
+
+    def __post_init__(self) -> None:
+        for sid, s in self.signals.items():
+            if s.zone not in self.zones:
+                raise ValueError(f"signals.{sid}.zone: unknown zone {s.zone!r}")
+        for oid, o in self.outputs.items():
+            if o.zone not in self.zones:
+                raise ValueError(f"outputs.{oid}.zone: unknown zone {o.zone!r}")
+
+    def signals_in(self, zone: str) -> tuple[SignalCfg, ...]:
+        return tuple(s for s in self.signals.values() if s.zone == zone)

@@ -1,0 +1,212 @@
+"""The engine: one pure step `(state, event, now, cfg) -> (state, actions)`.
+
+Output demands are *derived* from the whole state after every event, so a failing
+condition removes its permissive in the same step that saw it. Coils start (and are
+assumed to be) at their safe value; the engine only ever asks for changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from rules import gas
+from rules.actions import Action, AlarmUpdate, HazardRecord, Note, SetOutput
+from rules.config import EngineCfg, OutputCfg, OutputKind, Severity, ZoneKind
+from rules.events import Ack, DeviceStatus, Event, OutputFeedback, Reading, Rejected, Silence, Tick
+
+
+class EngineError(ValueError):
+    """An event the engine cannot apply (e.g. a reading of an unknown signal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineState:
+    started_at: float | None = None
+    signals: Mapping[str, gas.SignalState] = field(default_factory=lambda: MappingProxyType({}))
+    outputs: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    """Last commanded coil value per output (initially the safe value)."""
+    output_fault: str = ""
+    """Latched: a read-back mismatch or failure. Every output is held safe until acknowledged."""
+    devices_down: frozenset[str] = frozenset()
+    silenced_until: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    rejected: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """Count of rejected inputs per reason (shown on the status page)."""
+    steps: int = 0
+
+
+def initial(cfg: EngineCfg) -> EngineState:
+    return EngineState(
+        signals=MappingProxyType({sid: gas.initial(s) for sid, s in cfg.signals.items()}),
+        outputs=MappingProxyType({oid: o.safe for oid, o in cfg.outputs.items()}),
+    )
+
+
+def step(s: EngineState, ev: Event, now: float, cfg: EngineCfg) -> tuple[EngineState, tuple[Action, ...]]:
+    """Apply one event. Raises EngineError, leaving the state unchanged, for an illegal event."""
+    if s.started_at is None:
+        s = replace(s, started_at=now)
+    acts: list[Action] = []
+    match ev:
+        case Reading():
+            s = _reading(s, ev, cfg, acts)
+        case Tick():
+            s = _tick(s, now, cfg, acts)
+        case Ack():
+            s = _ack(s, ev, cfg, acts)
+        case Silence():
+            if ev.zone not in cfg.zones:
+                raise EngineError(f"silence: unknown zone {ev.zone!r}")
+            until = dict(s.silenced_until)
+            until[ev.zone] = now + cfg.silence_s
+            s = replace(s, silenced_until=MappingProxyType(until))
+            acts.append(Note("zone_silenced", {"zone": ev.zone, "user": ev.user, "for_s": cfg.silence_s}))
+        case OutputFeedback():
+            if ev.observed is None or ev.observed != ev.commanded:
+                if not s.output_fault:
+                    reason = f"{ev.output}: commanded {ev.commanded}, observed {ev.observed} {ev.reason}".strip()
+                    s = replace(s, output_fault=reason)
+                    acts.append(Note("output_fault", {"output": ev.output, "reason": reason}))
+        case DeviceStatus():
+            down = s.devices_down - {ev.device} if ev.up else s.devices_down | {ev.device}
+            if down != s.devices_down:
+                s = replace(s, devices_down=down)
+                event = "device_recovered" if ev.up else "device_down"
+                acts.append(Note(event, {"device": ev.device, "reason": ev.reason}))
+        case Rejected():
+            counts = dict(s.rejected)
+            counts[ev.reason] = counts.get(ev.reason, 0) + 1
+            s = replace(s, rejected=MappingProxyType(counts))
+        case _:
+            pass  # presence, face and permits arrive with their rules
+    s, out_acts = _drive_outputs(s, now, cfg)
+    acts.extend(out_acts)
+    return replace(s, steps=s.steps + 1), tuple(acts)
+
+
+def _reading(s: EngineState, ev: Reading, cfg: EngineCfg, acts: list[Action]) -> EngineState:
+    scfg = cfg.signals.get(ev.signal)
+    if scfg is None:
+        raise EngineError(f"reading of unknown signal {ev.signal!r}")
+    before = s.signals[ev.signal]
+    after = gas.on_reading(before, ev, scfg)
+    return _commit_signal(s, ev.signal, before, after, cfg, acts)
+
+
+def _tick(s: EngineState, now: float, cfg: EngineCfg, acts: list[Action]) -> EngineState:
+    assert s.started_at is not None
+    for sid, scfg in cfg.signals.items():
+        before = s.signals[sid]
+        after = gas.on_tick(before, scfg, now, s.started_at)
+        if after is not before:
+            s = _commit_signal(s, sid, before, after, cfg, acts)
+    return s
+
+
+def _ack(s: EngineState, ev: Ack, cfg: EngineCfg, acts: list[Action]) -> EngineState:
+    if ev.target == "outputs":
+        if s.output_fault:
+            acts.append(Note("output_fault_acknowledged", {"user": ev.user, "was": s.output_fault}))
+        return replace(s, output_fault="")
+    if ev.target == "*":
+        if ev.zone not in cfg.zones:
+            raise EngineError(f"ack: unknown zone {ev.zone!r}")
+        targets = [sc.id for sc in cfg.signals_in(ev.zone)]
+    elif ev.target in cfg.signals:
+        targets = [ev.target]
+    else:
+        raise EngineError(f"ack: unknown target {ev.target!r}")
+    for sid in targets:
+        before = s.signals[sid]
+        after = gas.on_ack(before, ev.user, ev.utc)
+        s = _commit_signal(s, sid, before, after, cfg, acts)
+    acts.append(Note("alarm_acknowledged", {"target": ev.target, "zone": ev.zone, "user": ev.user, "role": ev.role}))
+    return s
+
+
+def _commit_signal(
+    s: EngineState, sid: str, before: gas.SignalState, after: gas.SignalState, cfg: EngineCfg, acts: list[Action]
+) -> EngineState:
+    scfg = cfg.signals[sid]
+    sigs = dict(s.signals)
+    sigs[sid] = after
+    s = replace(s, signals=MappingProxyType(sigs))
+    old, new = before.summary(scfg), after.summary(scfg)
+    if old != new:
+        acts.append(AlarmUpdate(scfg.zone, sid, after.severity(scfg), new))
+        for name in gas.newly_tripped(before, after):
+            lim = next(lim for lim in scfg.limits if lim.name == name)
+            if lim.severity >= Severity.ALARM:
+                acts.append(
+                    HazardRecord(
+                        zone=scfg.zone,
+                        category="gas",
+                        level="major" if lim.severity >= Severity.EVACUATE else "general",
+                        title=f"{scfg.quantity} {name} in {scfg.zone}",
+                        evidence={"signal": sid, "value": after.value, "limit": lim.value, "unit": scfg.unit},
+                    )
+                )
+        if after.fault.active and not before.fault.active:
+            acts.append(Note("signal_fault", {"signal": sid, "reason": after.fault.reason}))
+    return s
+
+
+def zone_severity(s: EngineState, zone: str, cfg: EngineCfg) -> Severity:
+    worst = Severity.NORMAL
+    for sc in cfg.signals_in(zone):
+        worst = max(worst, s.signals[sc.id].severity(sc))
+    return worst
+
+
+def zone_gas_good(s: EngineState, zone: str, now: float, cfg: EngineCfg) -> bool:
+    """Every signal of the zone GOOD and fresh, and none in alarm or fault. No signals: not good."""
+    sigs = cfg.signals_in(zone)
+    return bool(sigs) and all(
+        s.signals[sc.id].good(now, sc) and s.signals[sc.id].severity(sc) < Severity.ALARM for sc in sigs
+    )
+
+
+def _active(o: OutputCfg, s: EngineState, now: float, cfg: EngineCfg) -> bool:
+    """Whether the output's function is active (before polarity)."""
+    sev = zone_severity(s, o.zone, cfg)
+    match o.kind:
+        case OutputKind.GAS_PERMISSIVE:
+            return zone_gas_good(s, o.zone, now, cfg)
+        case OutputKind.HORN:
+            silenced = s.silenced_until.get(o.zone, -1.0) > now
+            return sev >= Severity.EVACUATE and not silenced
+        case OutputKind.BEACON:
+            return sev >= Severity.ALARM
+        case OutputKind.IGNITION:
+            return False  # released only by the hot-work interlock (rules/interlock.py)
+        case OutputKind.MACHINE_RUN:
+            return True  # stopped by condition-monitoring trips (rules/condition.py)
+    return False
+
+
+def desired_outputs(s: EngineState, now: float, cfg: EngineCfg) -> dict[str, bool]:
+    if s.output_fault:
+        return {oid: o.safe for oid, o in cfg.outputs.items()}
+    return {oid: o.coil(_active(o, s, now, cfg)) for oid, o in cfg.outputs.items()}
+
+
+def _drive_outputs(s: EngineState, now: float, cfg: EngineCfg) -> tuple[EngineState, tuple[Action, ...]]:
+    want = desired_outputs(s, now, cfg)
+    changes = tuple(
+        SetOutput(oid, v, _why(cfg.outputs[oid], v, s)) for oid, v in want.items() if s.outputs.get(oid) != v
+    )
+    if not changes:
+        return s, ()
+    return replace(s, outputs=MappingProxyType(want)), changes
+
+
+def _why(o: OutputCfg, value: bool, s: EngineState) -> str:
+    if s.output_fault:
+        return f"output fault: {s.output_fault}"
+    return f"{o.kind.value} {'active' if o.coil(True) == value else 'inactive'}"
+
+
+def is_confined(zone: str, cfg: EngineCfg) -> bool:
+    z = cfg.zones.get(zone)
+    return z is not None and z.kind is ZoneKind.CONFINED_SPACE

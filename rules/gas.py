@@ -1,0 +1,174 @@
+"""Per-signal alarm levels and faults (ALMA pattern), pure.
+
+- A level trips at once when its limit is reached and clears only once the value is past
+  the limit by its deadband.
+- A latching level stays in alarm after the value returns until an authorized
+  acknowledgement *given after the return*; an acknowledgement while still active is
+  recorded but does not clear (the safe reading of "cleared only by an acknowledgement
+  once back in range").
+- BAD quality, over-range and staleness are a latched fault: never "safe", cleared by an
+  acknowledgement once readings are GOOD and fresh again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from rules.config import Basis, Limit, Severity, SignalCfg
+from rules.events import BadReason, Quality, Reading
+from rules.exposure import Exposure
+
+
+@dataclass(frozen=True, slots=True)
+class LevelState:
+    active: bool = False
+    """The condition holds now (with hysteresis)."""
+    latched: bool = False
+    """Tripped and not yet acknowledged after returning (latching levels only)."""
+    since: float | None = None
+    """Monotonic time the level last tripped."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultState:
+    active: bool = False
+    """The signal is BAD, stale or over-range now."""
+    latched: bool = False
+    """A fault happened and was not acknowledged since the signal recovered."""
+    reason: str = ""
+    since: float | None = None
+
+
+_NO_LEVELS: Mapping[str, LevelState] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class SignalState:
+    value: float = math.nan
+    quality: Quality = Quality.BAD
+    reason: str = "no_data"
+    at: float | None = None
+    """Monotonic time of the last reading (None: none yet)."""
+    levels: Mapping[str, LevelState] = field(default_factory=lambda: _NO_LEVELS)
+    fault: FaultState = FaultState()
+    exposure: Exposure | None = None
+    acked_by: str = ""
+    acked_utc: str = ""
+
+    def fresh(self, now: float, cfg: SignalCfg) -> bool:
+        return self.at is not None and now - self.at <= cfg.stale_after_s
+
+    def good(self, now: float, cfg: SignalCfg) -> bool:
+        """GOOD, fresh and without an active or unacknowledged fault."""
+        return self.quality is Quality.GOOD and self.fresh(now, cfg) and not self.fault.active
+
+    def severity(self, cfg: SignalCfg) -> Severity:
+        """Worst condition in force: active or latched levels, and faults (at least ALARM)."""
+        worst = Severity.NORMAL
+        by_name = {lim.name: lim for lim in cfg.limits}
+        for name, ls in self.levels.items():
+            if (ls.active or ls.latched) and name in by_name:
+                worst = max(worst, by_name[name].severity)
+        if self.fault.active or self.fault.latched:
+            worst = max(worst, Severity.ALARM)
+        return worst
+
+    def summary(self, cfg: SignalCfg) -> dict[str, Any]:
+        """JSON-ready alarm snapshot (published retained, shown on the status page)."""
+        return {
+            "severity": self.severity(cfg).name.lower(),
+            "levels": {
+                n: {"active": s.active, "latched": s.latched} for n, s in self.levels.items() if s.active or s.latched
+            },
+            "fault": (
+                {"active": self.fault.active, "latched": self.fault.latched, "reason": self.fault.reason}
+                if self.fault.active or self.fault.latched
+                else None
+            ),
+            "acked_by": self.acked_by or None,
+        }
+
+
+def initial(cfg: SignalCfg) -> SignalState:
+    has_avg = any(lim.basis is not Basis.INSTANT for lim in cfg.limits)
+    return SignalState(exposure=Exposure() if has_avg else None)
+
+
+def _value_of(limit: Limit, value: float, exposure: Exposure | None, now: float) -> float | None:
+    if limit.basis is Basis.INSTANT:
+        return value
+    if exposure is None:
+        return None
+    return exposure.stel(now) if limit.basis is Basis.STEL else exposure.twa(now)
+
+
+def _evaluate(st: SignalState, cfg: SignalCfg, now: float) -> SignalState:
+    """Re-evaluate every level against the current value and averages."""
+    levels = dict(st.levels)
+    for lim in cfg.limits:
+        v = _value_of(lim, st.value, st.exposure, now)
+        if v is None or math.isnan(v):
+            continue
+        ls = levels.get(lim.name, LevelState())
+        if not ls.active and lim.tripped(v):
+            ls = LevelState(active=True, latched=lim.latching, since=now)
+        elif ls.active and lim.cleared(v):
+            ls = replace(ls, active=False)
+        levels[lim.name] = ls
+    return replace(st, levels=MappingProxyType(levels))
+
+
+def _set_fault(st: SignalState, reason: str, now: float) -> SignalState:
+    if st.fault.active and st.fault.reason == reason:
+        return st
+    since = st.fault.since if st.fault.active else now
+    return replace(st, fault=FaultState(active=True, latched=True, reason=reason, since=since))
+
+
+def on_reading(st: SignalState, ev: Reading, cfg: SignalCfg) -> SignalState:
+    """Apply one reading of this signal."""
+    if ev.quality is Quality.GOOD and cfg.over_range is not None and ev.value > cfg.over_range:
+        ev = Reading(ev.signal, math.nan, ev.at, Quality.BAD, f"{BadReason.OVER_RANGE}:{ev.value:g}")
+    if ev.quality is not Quality.GOOD:
+        st = replace(st, quality=ev.quality, reason=ev.reason, at=ev.at)
+        return _set_fault(st, ev.reason, ev.at)
+    exposure = st.exposure
+    if exposure is not None:
+        # Hold the previous value until this reading, but never across a stale gap.
+        exposure = exposure.add(ev.value, ev.at, max_gap=cfg.stale_after_s)
+    st = replace(st, value=ev.value, quality=Quality.GOOD, reason="", at=ev.at, exposure=exposure)
+    if st.fault.active:
+        st = replace(st, fault=replace(st.fault, active=False))
+    return _evaluate(st, cfg, ev.at)
+
+
+def on_tick(st: SignalState, cfg: SignalCfg, now: float, started_at: float) -> SignalState:
+    """Staleness: no reading within stale_after_s (or none since start) is a latched fault."""
+    last = st.at if st.at is not None else started_at
+    if now - last > cfg.stale_after_s:
+        reason = BadReason.STALE.value if st.at is not None else f"{BadReason.STALE}:no_data_since_start"
+        if not st.fault.active:
+            return _set_fault(replace(st, quality=Quality.BAD, reason=reason), reason, now)
+        return st
+    if st.exposure is not None and st.quality is Quality.GOOD:
+        # Averages move with time even when the value does not.
+        return _evaluate(st, cfg, now)
+    return st
+
+
+def on_ack(st: SignalState, user: str, utc: str) -> SignalState:
+    """Clear what is back in range; record who acknowledged."""
+    levels = {n: (replace(ls, latched=False) if ls.latched and not ls.active else ls) for n, ls in st.levels.items()}
+    fault = st.fault
+    if fault.latched and not fault.active:
+        fault = FaultState()
+    return replace(st, levels=MappingProxyType(levels), fault=fault, acked_by=user, acked_utc=utc)
+
+
+def newly_tripped(before: SignalState, after: SignalState) -> tuple[str, ...]:
+    """Names of levels that tripped in this step (for hazard records)."""
+    return tuple(n for n, ls in after.levels.items() if ls.active and not before.levels.get(n, LevelState()).active)
