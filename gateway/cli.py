@@ -1,0 +1,122 @@
+"""`edge-gateway`: run, demo, check-config, version.
+
+Exit codes: 0 ok, 2 bad configuration or usage, 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections import Counter
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import ConfigError, GatewayConfig
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edge-gateway",
+        description="Plant-floor safety gateway (not a certified safety system: it removes permissives, "
+        "it never bypasses a hardware trip).",
+    )
+    p.add_argument("--log-level", default="info", help="debug, info, warning or error (default: info)")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the gateway with a configuration file")
+    run.add_argument("--config", required=True, type=Path, help="the TOML configuration")
+    run.add_argument("--duration", type=float, default=None, help="stop cleanly after S seconds")
+
+    demo = sub.add_parser("demo", help="run a simulated plant with the gateway and its status page")
+    demo.add_argument("--scenario", default="o2-drop", help="o2-drop (default), detector-fault, lel-rise")
+    demo.add_argument("--http-port", type=int, default=8080, help="status page port (default 8080)")
+    demo.add_argument("--mqtt-port", type=int, default=1883, help="broker port; embedded broker if none there")
+    demo.add_argument("--duration", type=float, default=None, help="stop cleanly after S seconds")
+    demo.add_argument("--config", type=Path, default=None, help="demo configuration (default config/demo.toml)")
+
+    chk = sub.add_parser("check-config", help="validate a configuration and print a summary")
+    chk.add_argument("file", type=Path)
+
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def summary(cfg: GatewayConfig) -> str:
+    kinds = Counter(z.kind for z in cfg.zones)
+    transports = Counter(d.transport for d in cfg.devices)
+    lines = [
+        f"site {cfg.site.id} / gateway {cfg.site.gateway_id}  profile {cfg.site.profile}",
+        f"zones    {len(cfg.zones)}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
+    ]
+    for z in cfg.zones:
+        sigs = [s.id for s in cfg.signals if s.zone == z.id]
+        outs = [f"{o.id}({o.kind})" for o in cfg.outputs if o.zone == z.id]
+        lines.append(f"  {z.id:<14} {z.kind:<15} signals: {', '.join(sigs) or '-'}  outputs: {', '.join(outs) or '-'}")
+    lines += [
+        f"devices  {len(cfg.devices)}: " + ", ".join(f"{n} {k}" for k, n in sorted(transports.items())),
+        f"signals  {len(cfg.signals)}   outputs {len(cfg.outputs)}   receivers {len(cfg.receivers)}",
+        f"mqtt     {cfg.mqtt.url} prefix {cfg.mqtt.prefix}",
+        f"ledger   {cfg.ledger.url or '(none: records stay in the outbox)'}",
+        f"tsdb     {cfg.tsdb.url or '(none)'}",
+        f"status   http://{cfg.status.bind}:{cfg.status.port}/",
+    ]
+    return "\n".join(lines)
+
+
+def _check_config(path: Path) -> int:
+    from gateway.loader import load
+
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for prob in exc.problems:
+            print(f"  {prob}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{path}: OK")
+    print(summary(cfg))
+    return EXIT_OK
+
+
+def _run(path: Path, duration: float | None) -> int:
+    from gateway.daemon import Daemon, config_hash
+    from gateway.loader import load
+
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    daemon = Daemon(cfg, base=path.parent, config_hash=config_hash(path))
+    return asyncio.run(daemon.run(duration))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from gateway import logs
+
+    try:
+        logs.setup(args.log_level)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    match args.cmd:
+        case "version":
+            print(f"edge-gateway {__version__}")
+            return EXIT_OK
+        case "check-config":
+            return _check_config(args.file)
+        case "run":
+            return _run(args.config, args.duration)
+        case "demo":
+            from gateway.demo import run_demo
+
+            return run_demo(args)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

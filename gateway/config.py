@@ -1,0 +1,267 @@
+"""The gateway's configuration model: one TOML file, validated by frozen, strict pydantic models.
+
+Field checks happen here; checks across sections (ids, references, address overlaps,
+profiles, files) happen in gateway/loader.py, which collects *every* problem so that
+`check-config` can show them all at once, each with its dotted path and a hint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Site(_Model):
+    id: Id
+    gateway_id: Id
+    name: str = ""
+    profile: Literal["osha", "gb"] = "osha"
+    """Threshold profile for every signal unless the signal names its own (DOMAIN.md)."""
+
+
+class Engine(_Model):
+    tick_s: Annotated[float, Field(gt=0, le=1.0)] = 0.1
+    """Period of the Tick that carries time forward (staleness, countdowns); also the watchdog ping."""
+    silence_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    """Silence re-arms after this (DOMAIN.md: 60 s)."""
+
+
+class Zone(_Model):
+    id: Id
+    kind: Literal["confined_space", "hot_work", "general"]
+    name: str = ""
+    max_occupancy: Annotated[int, Field(ge=0)] = 0
+
+
+class Watchdog(_Model):
+    """The relay module's host watchdog (DOMAIN.md: default 1000 ms, refreshed at <= timeout/3)."""
+
+    heartbeat_register: Annotated[int, Field(ge=0, le=65535)]
+    timeout_ms: Annotated[int, Field(ge=100, le=60000)] = 1000
+    timeout_register: Annotated[int, Field(ge=0, le=65535)] | None = None
+    clear_register: Annotated[int, Field(ge=0, le=65535)] | None = None
+
+
+class Point(_Model):
+    """Where one signal's value comes from on its device."""
+
+    signal: Id
+    # Modbus
+    table: Literal["holding", "input", "coil", "discrete"] = "holding"
+    address: Annotated[int, Field(ge=0, le=65535)] | None = None
+    type: Literal["int16", "uint16", "int32", "uint32", "float32"] = "int16"
+    word_order: Literal["big", "little"] = "big"
+    byte_order: Literal["big", "little"] = "big"
+    scale: float = 1.0
+    offset: float = 0.0
+    current_loop: tuple[float, float] | None = None
+    """Engineering range (at 4 mA, at 20 mA) of a raw 4-20 mA channel; NAMUR NE43 faults apply."""
+    # MQTT
+    topic: str | None = None
+    json_path: str | None = None
+    """Dotted path of the value in a JSON payload; absent: the payload is a bare number."""
+
+    def registers(self) -> int:
+        return 2 if self.type in ("int32", "uint32", "float32") else 1
+
+
+class DeviceStatusRegs(_Model):
+    """A gas detector's status word and bump-test / calibration date registers (uint32 unix seconds)."""
+
+    address: Annotated[int, Field(ge=0, le=65535)]
+    table: Literal["holding", "input"] = "holding"
+    warm_up_mask: Annotated[int, Field(ge=0, le=0xFFFF)] = 0x0001
+    fault_mask: Annotated[int, Field(ge=0, le=0xFFFF)] = 0x0002
+    over_range_mask: Annotated[int, Field(ge=0, le=0xFFFF)] = 0x0004
+    bump_address: Annotated[int, Field(ge=0, le=65535)] | None = None
+    calibration_address: Annotated[int, Field(ge=0, le=65535)] | None = None
+
+
+class Device(_Model):
+    id: Id
+    transport: Literal["modbus_tcp", "modbus_rtu", "mqtt"]
+    host: str = "127.0.0.1"
+    port: Port | None = None
+    serial_port: str | None = None
+    baudrate: Annotated[int, Field(ge=1200, le=921600)] = 19200
+    parity: Literal["N", "E", "O"] = "E"
+    """Modbus RTU default framing is 8E1."""
+    stopbits: Literal[1, 2] = 1
+    unit_id: Annotated[int, Field(ge=0, le=247)] = 1
+    poll_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    timeout_s: Annotated[float, Field(gt=0, le=30)] = 0.5
+    retries: Annotated[int, Field(ge=0, le=5)] = 1
+    max_gap: Annotated[int, Field(ge=0, le=100)] = 4
+    """Largest hole (registers) one block read may span to merge neighbouring points."""
+    points: tuple[Point, ...] = ()
+    status: DeviceStatusRegs | None = None
+    watchdog: Watchdog | None = None
+
+    def bus(self) -> str:
+        return self.serial_port or "" if self.transport == "modbus_rtu" else f"{self.host}:{self.port}"
+
+
+class Signal(_Model):
+    id: Id
+    quantity: Literal["o2", "lel", "h2s", "co", "temperature", "vibration", "current"]
+    unit: str
+    zone: Id
+    profile: Literal["osha", "gb"] | None = None
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    """Per-signal overrides by level name (e.g. {alarm1 = 8.0}) and `hot_work_max`."""
+    stale_after_s: Annotated[float, Field(gt=0, le=300)] | None = None
+    """Default: 3 x the device's poll period, at most 5 s (DOMAIN.md)."""
+
+
+class Output(_Model):
+    id: Id
+    device: Id
+    coil: Annotated[int, Field(ge=0, le=65535)]
+    kind: Literal["gas_permissive", "ignition", "horn", "beacon", "machine_run"]
+    zone: Id
+    safe: bool = False
+    """Coil value written at start, on shutdown and on any fault."""
+    active_energized: bool = True
+    feedback_input: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """Discrete input wired to a force-guided contact; read back instead of the coil."""
+
+
+class Person(_Model):
+    id: Id
+    name: str = ""
+
+
+class Badge(_Model):
+    """A BLE badge worn by a person."""
+
+    beacon: Annotated[str, Field(pattern=r"^(ibeacon:[0-9a-f-]{36}:\d+:\d+|eddystone:[0-9a-f]{20}:[0-9a-f]{12})$")]
+    """Canonical beacon id: "ibeacon:<uuid>:<major>:<minor>" or "eddystone:<namespace>:<instance>" (lower-case hex)."""
+    person: Id
+
+
+class Receiver(_Model):
+    """Where BLE sightings are heard: this box's adapter, or an ESPresense room node over MQTT."""
+
+    id: Id
+    zone: Id
+    kind: Literal["bluez", "espresense"] = "bluez"
+    adapter: str = "hci0"
+    room: str | None = None
+    """ESPresense room name (the last topic level of espresense/devices/{id}/{room})."""
+
+
+class Presence(_Model):
+    """Zone logic for badges (DOMAIN.md "BLE presence")."""
+
+    alpha: Annotated[float, Field(gt=0, le=1)] = 0.3
+    switch_db: Annotated[float, Field(ge=0, le=40)] = 6.0
+    switch_hold_s: Annotated[float, Field(ge=0, le=60)] = 3.0
+    absent_after_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+
+class Tls(_Model):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class Mqtt(_Model):
+    url: str = "mqtt://127.0.0.1:1883"
+    prefix: Id = "edge"
+    client_id: str = ""
+    username: str = ""
+    password_file: Path | None = None
+    tls: Tls | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=600)] = 15
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not (v.startswith("mqtt://") or v.startswith("mqtts://")):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        return v
+
+
+class Ledger(_Model):
+    url: str = ""
+    """Empty: no ledger (records stay in the outbox)."""
+    public_key_file: Path | None = None
+    token_file: Path | None = None
+
+
+class Tsdb(_Model):
+    url: str = ""
+    org: str = "plant"
+    bucket: str = "edge"
+    token_file: Path | None = None
+
+
+class Status(_Model):
+    bind: str = "127.0.0.1"
+    port: Port = 8080
+
+
+class State(_Model):
+    dir: Path = Path("/var/lib/edge-gateway")
+
+
+class GatewayConfig(_Model):
+    site: Site
+    engine: Engine = Engine()
+    zones: tuple[Zone, ...]
+    devices: tuple[Device, ...] = ()
+    signals: tuple[Signal, ...] = ()
+    outputs: tuple[Output, ...] = ()
+    people: tuple[Person, ...] = ()
+    badges: tuple[Badge, ...] = ()
+    receivers: tuple[Receiver, ...] = ()
+    presence: Presence = Presence()
+    mqtt: Mqtt = Mqtt()
+    ledger: Ledger = Ledger()
+    tsdb: Tsdb = Tsdb()
+    status: Status = Status()
+    state: State = State()
+
+    def device(self, did: str) -> Device:
+        return next(d for d in self.devices if d.id == did)
+
+    def source_of(self, sid: str) -> tuple[Device, Point] | None:
+        for d in self.devices:
+            for p in d.points:
+                if p.signal == sid:
+                    return d, p
+        return None
+
+    def stale_after(self, sig: Signal) -> float:
+        if sig.stale_after_s is not None:
+            return sig.stale_after_s
+        src = self.source_of(sig.id)
+        return min(3 * src[0].poll_s, 5.0) if src else 5.0
+
+
+class Problem(BaseModel):
+    path: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` lists every error found."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))

@@ -1,0 +1,216 @@
+"""The supervisor: one asyncio.TaskGroup, the engine loop, and the way out (always safe).
+
+Order at start: outputs written safe (and read back) before any other task starts.
+Order at stop (SIGTERM/SIGINT, --duration, or a crash): tasks cancelled, outputs safe,
+STOPPING=1, safety messages flushed, offline status published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+
+from drivers.modbus import BusRegistry, ModbusSource
+from gateway import __version__
+from gateway.clock import Clock, SystemClock, iso
+from gateway.config import GatewayConfig
+from gateway.inbox import Inbox
+from gateway.loader import engine_cfg
+from gateway.mqtt_out import MqttOut
+from gateway.outputs import OutputBank
+from gateway.sdnotify import Notifier, watchdog_interval_s
+from gateway.specs import modbus_specs
+from gateway.web import StatusHub, StatusServer
+from rules import engine
+from rules.actions import Action, AlarmUpdate, HazardRecord, Note, SetOutput
+from rules.events import Event, Quality, Reading, Tick
+
+log = structlog.get_logger("daemon")
+
+GAS = frozenset({"o2", "lel", "h2s", "co"})
+
+
+class _Stop(Exception):
+    """Raised inside the TaskGroup to end it cleanly."""
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        base: Path = Path("."),
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        config_hash: str = "",
+    ) -> None:
+        self.cfg = cfg
+        self.base = base
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self.config_hash = config_hash
+        self.ecfg = engine_cfg(cfg)
+        self.state = engine.initial(self.ecfg)
+        self.inbox = Inbox(safety_signals=frozenset(s.id for s in cfg.signals if s.quantity in GAS))
+        self.buses = BusRegistry()
+        specs = modbus_specs(cfg)
+        mono = self.clock.monotonic
+        self.sources = [ModbusSource(spec, self.inbox.put, mono, self.buses) for spec in specs.values() if spec.points]
+        self.outputs = OutputBank(cfg, specs, self.buses, self.inbox.put, mono)
+        self.mqtt = MqttOut(cfg.mqtt, cfg.site.id, cfg.site.gateway_id, self.clock, base, __version__)
+        self.hub = StatusHub()
+        self.web = StatusServer(self, cfg.status.bind, cfg.status.port)
+        self.ready = False
+        self.started_mono = mono()
+        self.rejected_events = 0
+        self.extra_tasks: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        """(name, coroutine factory) run under the same TaskGroup (demo scenario, sims)."""
+        self._stop: asyncio.Event | None = None
+        self._wd_every = watchdog_interval_s()
+        self._last_wd = -1e9
+
+    # ---- life cycle -------------------------------------------------------------------
+    def request_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    async def run(self, duration: float | None = None) -> int:
+        """Run until stopped; 0 on a clean stop, 1 on a runtime failure (outputs safe either way)."""
+        self._stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        log.info(
+            "gateway_starting",
+            version=__version__,
+            config_hash=self.config_hash,
+            site=self.cfg.site.id,
+            gateway=self.cfg.site.gateway_id,
+        )
+        code = 0
+        try:
+            await self.outputs.write_safe_all()
+            self.safe_at = self.clock.monotonic()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._engine(), name="engine[main]")
+                tg.create_task(self.outputs.run(), name="outputs[bank]")
+                for src in self.sources:
+                    tg.create_task(self._supervise(src.run, f"modbus[{src.spec.id}]"), name=f"modbus[{src.spec.id}]")
+                tg.create_task(self.mqtt.run(), name="mqtt_out[main]")
+                tg.create_task(self.web.run(), name="status[http]")
+                for name, factory in self.extra_tasks:
+                    tg.create_task(factory(), name=name)
+                tg.create_task(self._stopper(duration), name="stopper[main]")
+        except* _Stop:
+            pass
+        except* Exception as eg:
+            for exc in eg.exceptions:
+                log.critical("gateway_failed", error=repr(exc), exc_info=exc)
+            code = 1
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            self.notifier.stopping()
+            await self.outputs.shutdown()
+            await self.web.close()
+            await self.mqtt.goodbye()
+            self.buses.close()
+            log.info("gateway_stopped", code=code)
+        return code
+
+    async def _stopper(self, duration: float | None) -> None:
+        assert self._stop is not None
+        try:
+            async with asyncio.timeout(duration):
+                await self._stop.wait()
+        except TimeoutError:
+            log.info("duration_elapsed", seconds=duration)
+        raise _Stop
+
+    async def _supervise(self, factory: Callable[[], Awaitable[object]], name: str) -> None:
+        """Restart a driver task that fails with an I/O error, with jittered exponential backoff."""
+        delay = 0.5
+        while True:
+            try:
+                await factory()
+                return
+            except OSError as exc:
+                log.error("driver_task_failed", task=name, error=str(exc))
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 30.0)
+
+    # ---- the engine loop ----------------------------------------------------------------
+    async def _engine(self) -> None:
+        tick_s = self.cfg.engine.tick_s
+        next_tick = self.clock.monotonic()
+        while True:
+            ev = await self.inbox.get(max(0.0, next_tick - self.clock.monotonic()))
+            if ev is not None:
+                self.apply(ev)
+            now = self.clock.monotonic()
+            if now >= next_tick:
+                self.apply(Tick())
+                next_tick = now + tick_s
+                self.outputs.kick()
+                self._liveness(now)
+                # Let the other tasks (drivers, outputs) run even under a flood of events.
+                await asyncio.sleep(0)
+
+    def _liveness(self, now: float) -> None:
+        if not self.ready:
+            self.ready = True
+            self.ready_at = now
+            self.notifier.ready(f"site {self.cfg.site.id} gateway {self.cfg.site.gateway_id}")
+            log.info("gateway_ready", start_to_ready_ms=round((now - self.started_mono) * 1000, 1))
+        if self._wd_every is not None and now - self._last_wd >= min(self._wd_every, 1.0):
+            self._last_wd = now
+            self.notifier.watchdog()
+
+    def apply(self, ev: Event) -> None:
+        """One engine step and its actions. An event the engine refuses is counted, never fatal."""
+        now = self.clock.monotonic()
+        try:
+            self.state, actions = engine.step(self.state, ev, now, self.ecfg)
+        except engine.EngineError as exc:
+            self.rejected_events += 1
+            log.warning("event_rejected", event=type(ev).__name__, reason=str(exc))
+            return
+        if isinstance(ev, Reading) and ev.quality is Quality.GOOD:
+            sig = self.ecfg.signals[ev.signal]
+            self.mqtt.telemetry(ev.signal, {"value": ev.value, "unit": sig.unit, "quality": "good"}, ev.at)
+        if actions:
+            self.execute(actions, now)
+
+    def execute(self, actions: tuple[Action, ...], now: float) -> None:
+        for a in actions:
+            match a:
+                case SetOutput():
+                    self.outputs.command(a.output, a.value)
+                    log.info("output_commanded", output=a.output, value=a.value, reason=a.reason)
+                case AlarmUpdate():
+                    body = {"zone": a.zone, "signal": a.signal, **a.state}
+                    self.mqtt.state("alarm", (a.zone, a.signal), body, now)
+                    log.info("alarm_changed", zone=a.zone, signal=a.signal, severity=a.state["severity"])
+                case HazardRecord():
+                    body = {
+                        "zone": a.zone,
+                        "category": a.category,
+                        "level": a.level,
+                        "title": a.title,
+                        "evidence": dict(a.evidence),
+                        "utc": iso(self.clock.utc()),
+                    }
+                    self.mqtt.event("hazard", body, now)
+                    log.warning("hazard", zone=a.zone, category=a.category, hazard_level=a.level, title=a.title)
+                case Note():
+                    log.info(a.event, **dict(a.fields))
+        self.hub.changed()
+
+
+def config_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]

@@ -1,0 +1,341 @@
+"""Load, cross-check and translate the configuration.
+
+Every problem is collected (not just the first) with a dotted path that uses ids, e.g.
+`devices.gas-1.points.t101_o2.address`, and a hint that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections import Counter, defaultdict
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.config import ConfigError, GatewayConfig, Problem
+from rules.config import EngineCfg, OutputCfg, OutputKind, SignalCfg, ZoneCfg, ZoneKind
+from rules.profiles import UNITS, ProfileError, resolve
+
+_HINTS = {
+    "extra_forbidden": "remove it, or check its spelling against config/example-plant.toml",
+    "missing": "add it; see config/example-plant.toml",
+    "literal_error": "use one of the values listed",
+    "string_pattern_mismatch": "ids use letters, digits, '_', '-' and '.', starting with a letter or digit",
+}
+
+
+def _dotted(loc: tuple[int | str, ...], raw: Any) -> str:
+    """('devices', 0, 'points', 1, 'address') -> 'devices.gas-1.points.t101_o2.address'."""
+    parts: list[str] = []
+    node = raw
+    for key in loc:
+        if isinstance(key, int) and isinstance(node, list) and 0 <= key < len(node):
+            item = node[key]
+            label = (item.get("id") or item.get("signal")) if isinstance(item, dict) else None
+            parts.append(str(label) if label else str(key))
+            node = item
+        else:
+            parts.append(str(key))
+            node = node.get(key) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def parse(raw: dict[str, Any], source: str = "<config>", base: Path | None = None) -> GatewayConfig:
+    """Validate a parsed TOML document; raise ConfigError listing every problem."""
+    try:
+        cfg = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            Problem(path=_dotted(tuple(e["loc"]), raw) or "(top)", message=e["msg"], hint=_HINTS.get(e["type"], ""))
+            for e in exc.errors()
+        ]
+        raise ConfigError(source, problems) from None
+    problems = cross_check(cfg, base or Path("."))
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def load(path: str | Path) -> GatewayConfig:
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(p), [Problem(path="(file)", message="not found", hint="check the path")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(p), [Problem(path="(file)", message=f"unreadable: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), [Problem(path="(toml)", message=str(exc), hint="fix the TOML syntax")]) from None
+    return parse(raw, str(p), p.parent)
+
+
+def resolve_path(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else base / p
+
+
+def cross_check(cfg: GatewayConfig, base: Path) -> list[Problem]:
+    out: list[Problem] = []
+    for kind, ids in (
+        ("zones", [z.id for z in cfg.zones]),
+        ("devices", [d.id for d in cfg.devices]),
+        ("signals", [s.id for s in cfg.signals]),
+        ("outputs", [o.id for o in cfg.outputs]),
+        ("people", [p.id for p in cfg.people]),
+        ("receivers", [r.id for r in cfg.receivers]),
+        ("badges", [b.beacon for b in cfg.badges]),
+    ):
+        out += [
+            Problem(path=f"{kind}.{i}", message=f"duplicate id {i!r} ({n} times)", hint="ids must be unique")
+            for i, n in Counter(ids).items()
+            if n > 1
+        ]
+    out += _references(cfg)
+    out += _devices(cfg)
+    out += _signals(cfg)
+    out += _outputs(cfg)
+    out += _files(cfg, base)
+    try:
+        ipaddress.ip_address(cfg.status.bind)
+    except ValueError:
+        out.append(
+            Problem(path="status.bind", message=f"not an IP address: {cfg.status.bind!r}", hint="e.g. 127.0.0.1")
+        )
+    return out
+
+
+def _references(cfg: GatewayConfig) -> list[Problem]:
+    zones = {z.id for z in cfg.zones}
+    devices = {d.id: d for d in cfg.devices}
+    signals = {s.id for s in cfg.signals}
+    out: list[Problem] = []
+    hint_zone = f"known zones: {sorted(zones)}"
+    for s in cfg.signals:
+        if s.zone not in zones:
+            out.append(Problem(path=f"signals.{s.id}.zone", message=f"unknown zone {s.zone!r}", hint=hint_zone))
+    for o in cfg.outputs:
+        if o.zone not in zones:
+            out.append(Problem(path=f"outputs.{o.id}.zone", message=f"unknown zone {o.zone!r}", hint=hint_zone))
+        if o.device not in devices:
+            out.append(
+                Problem(
+                    path=f"outputs.{o.id}.device",
+                    message=f"unknown device {o.device!r}",
+                    hint="declare it under [[devices]]",
+                )
+            )
+    people = {p.id for p in cfg.people}
+    for r in cfg.receivers:
+        if r.zone not in zones:
+            out.append(Problem(path=f"receivers.{r.id}.zone", message=f"unknown zone {r.zone!r}", hint=hint_zone))
+        if r.kind == "espresense" and not r.room:
+            out.append(Problem(path=f"receivers.{r.id}.room", message="an ESPresense receiver needs its room name"))
+    for b in cfg.badges:
+        if b.person not in people:
+            out.append(
+                Problem(path=f"badges.{b.beacon}.person", message=f"unknown person {b.person!r}", hint="add [[people]]")
+            )
+    mapped: Counter[str] = Counter()
+    for d in cfg.devices:
+        for p in d.points:
+            mapped[p.signal] += 1
+            if p.signal not in signals:
+                out.append(
+                    Problem(
+                        path=f"devices.{d.id}.points.{p.signal}.signal",
+                        message=f"unknown signal {p.signal!r}",
+                        hint="declare it under [[signals]]",
+                    )
+                )
+    for s in cfg.signals:
+        if mapped[s.id] == 0:
+            out.append(
+                Problem(
+                    path=f"signals.{s.id}", message="no device point reads this signal", hint="add a point to a device"
+                )
+            )
+        elif mapped[s.id] > 1:
+            out.append(
+                Problem(
+                    path=f"signals.{s.id}", message=f"read by {mapped[s.id]} device points", hint="map it exactly once"
+                )
+            )
+    return out
+
+
+def _devices(cfg: GatewayConfig) -> list[Problem]:
+    out: list[Problem] = []
+    per_bus: dict[str, list[str]] = defaultdict(list)
+    for d in cfg.devices:
+        at = f"devices.{d.id}"
+        if d.transport == "modbus_tcp" and d.port is None:
+            out.append(Problem(path=f"{at}.port", message="modbus_tcp needs a port", hint="usually 502"))
+        if d.transport == "modbus_rtu" and not d.serial_port:
+            out.append(
+                Problem(path=f"{at}.serial_port", message="modbus_rtu needs a serial_port", hint="e.g. /dev/ttyUSB0")
+            )
+        if d.transport.startswith("modbus"):
+            per_bus[d.bus()].append(f"{d.unit_id}:{d.id}")
+        used: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+        for p in d.points:
+            pat = f"{at}.points.{p.signal}"
+            if d.transport == "mqtt":
+                if not p.topic:
+                    out.append(
+                        Problem(path=f"{pat}.topic", message="an MQTT point needs a topic", hint="e.g. plant/gas/1")
+                    )
+                continue
+            if p.address is None:
+                out.append(Problem(path=f"{pat}.address", message="a Modbus point needs an address", hint="0-based"))
+                continue
+            if p.topic:
+                out.append(Problem(path=f"{pat}.topic", message="topic is for MQTT devices", hint="remove it"))
+            if p.current_loop is not None and p.current_loop[0] >= p.current_loop[1]:
+                out.append(
+                    Problem(path=f"{pat}.current_loop", message="range must rise: (value at 4 mA, value at 20 mA)")
+                )
+            lo, hi = p.address, p.address + p.registers() - 1
+            for olo, ohi, other in used[p.table]:
+                if lo <= ohi and olo <= hi:
+                    out.append(
+                        Problem(
+                            path=f"{pat}.address",
+                            message=f"{p.table} registers {lo}-{hi} overlap {other} ({olo}-{ohi})",
+                            hint="each point needs its own registers",
+                        )
+                    )
+            used[p.table].append((lo, hi, p.signal))
+    for bus, units in per_bus.items():
+        ids = Counter(u.split(":", 1)[0] for u in units)
+        for uid, n in ids.items():
+            if n > 1:
+                names = [u.split(":", 1)[1] for u in units if u.split(":", 1)[0] == uid]
+                out.append(
+                    Problem(
+                        path=f"devices.{names[1]}.unit_id", message=f"unit id {uid} on bus {bus} is also {names[0]}"
+                    )
+                )
+    return out
+
+
+def _signals(cfg: GatewayConfig) -> list[Problem]:
+    out: list[Problem] = []
+    zones = {z.id: z for z in cfg.zones}
+    for s in cfg.signals:
+        at = f"signals.{s.id}"
+        if s.unit not in UNITS[s.quantity]:
+            out.append(
+                Problem(
+                    path=f"{at}.unit",
+                    message=f"unknown unit {s.unit!r} for {s.quantity}",
+                    hint=f"use {UNITS[s.quantity]}",
+                )
+            )
+            continue
+        confined = s.zone in zones and zones[s.zone].kind == "confined_space"
+        try:
+            resolve(s.profile or cfg.site.profile, s.quantity, s.unit, confined=confined, overrides=s.thresholds)
+        except ProfileError as exc:
+            out.append(Problem(path=f"{at}.thresholds", message=str(exc), hint="see DOMAIN defaults in README"))
+    return out
+
+
+def _outputs(cfg: GatewayConfig) -> list[Problem]:
+    out: list[Problem] = []
+    devices = {d.id: d for d in cfg.devices}
+    coils: dict[tuple[str, int], str] = {}
+    for o in cfg.outputs:
+        at = f"outputs.{o.id}"
+        d = devices.get(o.device)
+        if d is None:
+            continue
+        if not d.transport.startswith("modbus"):
+            out.append(Problem(path=f"{at}.device", message=f"{d.id} is not a Modbus device", hint="outputs are coils"))
+        if d.watchdog is None:
+            out.append(
+                Problem(
+                    path=f"devices.{d.id}.watchdog",
+                    message="a device that drives outputs needs its host watchdog configured",
+                    hint="so that outputs drop by themselves if this daemon hangs (DOMAIN.md)",
+                )
+            )
+        key = (o.device, o.coil)
+        if key in coils:
+            out.append(Problem(path=f"{at}.coil", message=f"coil {o.coil} on {o.device} is also {coils[key]}"))
+        coils[key] = o.id
+        if o.kind in ("gas_permissive", "ignition", "machine_run") and o.safe != (not o.active_energized):
+            out.append(
+                Problem(
+                    path=f"{at}.safe",
+                    message=f"a {o.kind} output's safe state must be its inactive state (not permitted)",
+                    hint="set safe = false with active_energized = true (de-energize to trip)",
+                )
+            )
+    return dedupe(out)
+
+
+def _files(cfg: GatewayConfig, base: Path) -> list[Problem]:
+    out: list[Problem] = []
+    files: list[tuple[str, Path | None]] = [
+        ("mqtt.password_file", cfg.mqtt.password_file),
+        ("ledger.public_key_file", cfg.ledger.public_key_file),
+        ("ledger.token_file", cfg.ledger.token_file),
+        ("tsdb.token_file", cfg.tsdb.token_file),
+    ]
+    if cfg.mqtt.tls:
+        files += [
+            ("mqtt.tls.ca_file", cfg.mqtt.tls.ca_file),
+            ("mqtt.tls.cert_file", cfg.mqtt.tls.cert_file),
+            ("mqtt.tls.key_file", cfg.mqtt.tls.key_file),
+        ]
+    for path, f in files:
+        if f is not None and not resolve_path(base, f).is_file():
+            out.append(
+                Problem(path=path, message=f"file not found: {resolve_path(base, f)}", hint="create it or fix the path")
+            )
+    return out
+
+
+def dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for p in problems:
+        if (p.path, p.message) not in seen:
+            seen.add((p.path, p.message))
+            out.append(p)
+    return out
+
+
+def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
+    """Translate the validated config into the pure rules' config."""
+    zones = {z.id: ZoneCfg(z.id, ZoneKind(z.kind), z.name, z.max_occupancy) for z in cfg.zones}
+    signals = {}
+    for s in cfg.signals:
+        src = cfg.source_of(s.id)
+        r = resolve(
+            s.profile or cfg.site.profile,
+            s.quantity,
+            s.unit,
+            confined=zones[s.zone].kind is ZoneKind.CONFINED_SPACE,
+            overrides=s.thresholds,
+        )
+        signals[s.id] = SignalCfg(
+            id=s.id,
+            quantity=s.quantity,
+            unit=s.unit,
+            zone=s.zone,
+            device=src[0].id if src else "",
+            limits=r.limits,
+            stale_after_s=cfg.stale_after(s),
+            hot_work_max=r.hot_work_max,
+            over_range=r.over_range,
+        )
+    outputs = {o.id: OutputCfg(o.id, OutputKind(o.kind), o.zone, o.safe, o.active_energized) for o in cfg.outputs}
+    return EngineCfg(
+        signals=MappingProxyType(signals),
+        zones=MappingProxyType(zones),
+        outputs=MappingProxyType(outputs),
+        silence_s=cfg.engine.silence_s,
+    )

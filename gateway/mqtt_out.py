@@ -1,0 +1,192 @@
+"""Northbound MQTT: the JSON topic contract under `{prefix}/{site}/{gateway}/`.
+
+- `status` is retained: birth "online" on every connect, the broker's LWT "offline".
+- Safety messages (alarm, evacuation, interlock, permit, hazard) are QoS 1, never
+  dropped: they wait in order while the broker is away and go out first on reconnect.
+- Retained state is re-sent on every reconnect, so a broker that restarted without
+  persistence is repopulated with the gateway's current truth.
+- Telemetry is QoS 0 and coalesced per topic under back-pressure (latest wins).
+Every payload carries the gateway id, a per-gateway sequence number, the UTC time of the
+fact and its age in seconds (monotonic-derived, computed when sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import aiomqtt
+import structlog
+
+from gateway.clock import Clock, iso
+from gateway.config import Mqtt
+
+log = structlog.get_logger("mqtt_out")
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str
+    body: dict[str, Any]
+    at: float
+    """Monotonic time of the fact (age is computed from it when sent)."""
+    retain: bool
+    qos: int
+
+
+class MqttOut:
+    def __init__(
+        self, cfg: Mqtt, site: str, gateway: str, clock: Clock, base: Path = Path("."), version: str = ""
+    ) -> None:
+        self.cfg = cfg
+        self.site = site
+        self.gateway = gateway
+        self.clock = clock
+        self.base = base
+        self.version = version
+        self.root = f"{cfg.prefix}/{site}/{gateway}"
+        self._seq = 0
+        self._safety: deque[Message] = deque()
+        self._retained: dict[str, Message] = {}
+        self._telemetry: OrderedDict[str, Message] = OrderedDict()
+        self._wake = asyncio.Event()
+        self.connected = False
+        self.sent = 0
+        self.telemetry_coalesced = 0
+        self.last_error = ""
+
+    # ---- what the engine asks for -------------------------------------------------
+    def topic(self, kind: str, *parts: str) -> str:
+        return "/".join((self.root, kind, *parts))
+
+    def _envelope(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._seq += 1
+        return {"gateway": self.gateway, "seq": self._seq, "utc": iso(self.clock.utc()), **body}
+
+    def state(self, kind: str, parts: tuple[str, ...], body: dict[str, Any], at: float) -> None:
+        """A retained safety state (alarm, evacuation, interlock, permit)."""
+        m = Message(self.topic(kind, *parts), self._envelope(body), at, retain=True, qos=1)
+        self._retained[m.topic] = m
+        self._safety.append(m)
+        self._wake.set()
+
+    def event(self, kind: str, body: dict[str, Any], at: float) -> None:
+        """A safety event (hazard): QoS 1, not retained, never dropped."""
+        self._safety.append(Message(self.topic(kind), self._envelope(body), at, retain=False, qos=1))
+        self._wake.set()
+
+    def telemetry(self, signal: str, body: dict[str, Any], at: float) -> None:
+        t = self.topic("telemetry", signal)
+        if t in self._telemetry:
+            self.telemetry_coalesced += 1
+            del self._telemetry[t]
+        self._telemetry[t] = Message(t, self._envelope(body), at, retain=False, qos=0)
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._safety) + len(self._telemetry)
+
+    # ---- the connection -------------------------------------------------------------
+    def _status(self, online: bool) -> bytes:
+        body = {"gateway": self.gateway, "site": self.site, "state": "online" if online else "offline"}
+        if online:
+            body |= {"utc": iso(self.clock.utc()), "version": self.version}
+        return json.dumps(body).encode()
+
+    def _client(self) -> aiomqtt.Client:
+        u = urlparse(self.cfg.url)
+        tls_ctx = None
+        if u.scheme == "mqtts":
+            tls = self.cfg.tls
+            tls_ctx = ssl.create_default_context(
+                cafile=str(self._path(tls.ca_file)) if tls and tls.ca_file else None
+            )
+            if tls and tls.cert_file and tls.key_file:
+                tls_ctx.load_cert_chain(str(self._path(tls.cert_file)), str(self._path(tls.key_file)))
+        password = None
+        if self.cfg.password_file:
+            password = self._path(self.cfg.password_file).read_text(encoding="utf-8").strip()
+        return aiomqtt.Client(
+            hostname=u.hostname or "127.0.0.1",
+            port=u.port or (8883 if u.scheme == "mqtts" else 1883),
+            identifier=self.cfg.client_id or f"edge-gateway-{self.site}-{self.gateway}",
+            username=self.cfg.username or None,
+            password=password,
+            will=aiomqtt.Will(self.topic("status"), self._status(False), qos=1, retain=True),
+            keepalive=self.cfg.keepalive_s,
+            tls_context=tls_ctx,
+            timeout=10,
+        )
+
+    def _path(self, p: Path) -> Path:
+        return p if p.is_absolute() else self.base / p
+
+    def _wire(self, m: Message) -> bytes:
+        age = max(0.0, self.clock.monotonic() - m.at)
+        return json.dumps({**m.body, "age_s": round(age, 3)}, separators=(",", ":")).encode()
+
+    def _set_connected(self, up: bool, reason: str = "") -> None:
+        if up != self.connected:
+            self.connected = up
+            if up:
+                log.info("mqtt_connected", url=self.cfg.url)
+            else:
+                log.warning("mqtt_disconnected", url=self.cfg.url, reason=reason, pending=self.pending)
+
+    async def run(self) -> None:
+        """Forever: connect, send birth and retained state, then drain safety before telemetry."""
+        delay = 0.2
+        while True:
+            try:
+                async with self._client() as client:
+                    self._set_connected(True)
+                    delay = 0.2
+                    await client.publish(self.topic("status"), self._status(True), qos=1, retain=True)
+                    queued = {id(m) for m in self._safety}
+                    for m in list(self._retained.values()):
+                        if id(m) not in queued:
+                            await client.publish(m.topic, self._wire(m), qos=1, retain=True)
+                    await self._drain(client)
+            except aiomqtt.MqttError as exc:
+                self.last_error = str(exc)
+                self._set_connected(False, str(exc))
+            except OSError as exc:  # TLS files unreadable, socket errors outside aiomqtt's wrapping
+                self.last_error = str(exc)
+                self._set_connected(False, str(exc))
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 10.0)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while True:
+            if self._safety:
+                m = self._safety[0]
+                await client.publish(m.topic, self._wire(m), qos=m.qos, retain=m.retain)
+                self._safety.popleft()  # only once the broker acknowledged it (QoS 1)
+                self.sent += 1
+            elif self._telemetry:
+                _, m = self._telemetry.popitem(last=False)
+                await client.publish(m.topic, self._wire(m), qos=0)
+                self.sent += 1
+            else:
+                self._wake.clear()
+                await self._wake.wait()
+
+    async def goodbye(self) -> None:
+        """On a clean shutdown: flush safety messages and say offline (a clean disconnect sends no LWT)."""
+        try:
+            async with asyncio.timeout(3):
+                async with self._client() as client:
+                    while self._safety:
+                        m = self._safety.popleft()
+                        await client.publish(m.topic, self._wire(m), qos=m.qos, retain=m.retain)
+                    await client.publish(self.topic("status"), self._status(False), qos=1, retain=True)
+        except (TimeoutError, aiomqtt.MqttError, OSError) as exc:
+            log.warning("mqtt_goodbye_failed", error=str(exc), unsent_safety=len(self._safety))

@@ -1,0 +1,57 @@
+"""Translate validated config sections into the drivers' own spec types."""
+
+from __future__ import annotations
+
+from drivers.modbus import ByteOrder, DataType, DeviceSpec, PointSpec, StatusSpec, Table, WordOrder
+from gateway.config import Device, GatewayConfig
+
+
+def modbus_spec(d: Device, units: dict[str, str]) -> DeviceSpec:
+    points = tuple(
+        PointSpec(
+            signal=p.signal,
+            table=Table(p.table),
+            address=p.address if p.address is not None else 0,
+            dtype=DataType(p.type),
+            word_order=WordOrder(p.word_order),
+            byte_order=ByteOrder(p.byte_order),
+            scale=p.scale,
+            offset=p.offset,
+            unit=units.get(p.signal, ""),
+            current_loop=p.current_loop,
+        )
+        for p in d.points
+    )
+    status = None
+    if d.status is not None:
+        status = StatusSpec(
+            address=d.status.address,
+            table=Table(d.status.table),
+            warm_up_mask=d.status.warm_up_mask,
+            fault_mask=d.status.fault_mask,
+            over_range_mask=d.status.over_range_mask,
+            bump_address=d.status.bump_address,
+            calibration_address=d.status.calibration_address,
+        )
+    return DeviceSpec(
+        id=d.id,
+        transport="tcp" if d.transport == "modbus_tcp" else "rtu",
+        host=d.host,
+        port=d.port or 502,
+        serial_port=d.serial_port or "",
+        baudrate=d.baudrate,
+        parity=d.parity,
+        stopbits=d.stopbits,
+        unit_id=d.unit_id,
+        poll_s=d.poll_s,
+        timeout_s=d.timeout_s,
+        retries=d.retries,
+        points=points,
+        status=status,
+        max_gap=d.max_gap,
+    )
+
+
+def modbus_specs(cfg: GatewayConfig) -> dict[str, DeviceSpec]:
+    units = {s.id: s.unit for s in cfg.signals}
+    return {d.id: modbus_spec(d, units) for d in cfg.devices if d.transport.startswith("modbus")}
