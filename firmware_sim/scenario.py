@@ -48,7 +48,11 @@ def o2_drop(p: Plant) -> tuple[float, list[Step]]:
         Step(12.5, "O2 below 19.5 %vol: expect an EVACUATE alarm, permissive relay dropped, horn on", lambda: None),
         Step(20, "ventilation restored: O2 rising back to 20.9 %vol (the alarm stays latched)", lambda: None),
         *ramp(t, "o2", 19.0, 20.9, 20, 4),
-        Step(28, "operator acknowledges Tank T-101 alarms (back in range, so the latch clears)", lambda: p.ack("tank-t101")),
+        Step(
+            28,
+            "operator acknowledges Tank T-101 alarms (back in range, so the latch clears)",
+            lambda: p.ack("tank-t101"),
+        ),
         Step(34, "normal again; the scenario loops in a few seconds", lambda: None),
     ]
     return 40.0, steps
@@ -58,7 +62,11 @@ def detector_fault(p: Plant) -> tuple[float, list[Step]]:
     t = p.gas["gas-t101"]
     return 36.0, [
         Step(0, "normal: the Tank T-101 detector reports good readings", lambda: None),
-        Step(6, "the detector reports an internal FAULT: never 'normal', the permissive drops", lambda: t.set_status(fault=True)),
+        Step(
+            6,
+            "the detector reports an internal FAULT: never 'normal', the permissive drops",
+            lambda: t.set_status(fault=True),
+        ),
         Step(14, "the detector recovers (the fault stays latched until acknowledged)", lambda: t.set_status()),
         Step(20, "the detector stops answering (cable cut): readings go BAD, then stale", lambda: t.set_drop(True)),
         Step(26, "the cable is repaired", lambda: t.set_drop(False)),

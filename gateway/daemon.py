@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from drivers.modbus import BusRegistry, ModbusSource
+from drivers.mqtt_in import MqttInput, TlsOptions
 from gateway import __version__
 from gateway.clock import Clock, SystemClock, iso
 from gateway.config import GatewayConfig
@@ -25,7 +26,7 @@ from gateway.loader import engine_cfg
 from gateway.mqtt_out import MqttOut
 from gateway.outputs import OutputBank
 from gateway.sdnotify import Notifier, watchdog_interval_s
-from gateway.specs import modbus_specs
+from gateway.specs import espresense, modbus_specs, mqtt_mappings
 from gateway.web import StatusHub, StatusServer
 from rules import engine
 from rules.actions import Action, AlarmUpdate, HazardRecord, Note, SetOutput
@@ -62,6 +63,7 @@ class Daemon:
         mono = self.clock.monotonic
         self.sources = [ModbusSource(spec, self.inbox.put, mono, self.buses) for spec in specs.values() if spec.points]
         self.outputs = OutputBank(cfg, specs, self.buses, self.inbox.put, mono)
+        self.mqtt_in = self._mqtt_input()
         self.mqtt = MqttOut(cfg.mqtt, cfg.site.id, cfg.site.gateway_id, self.clock, base, __version__)
         self.hub = StatusHub()
         self.web = StatusServer(self, cfg.status.bind, cfg.status.port)
@@ -73,6 +75,36 @@ class Daemon:
         self._stop: asyncio.Event | None = None
         self._wd_every = watchdog_interval_s()
         self._last_wd = -1e9
+
+    def _mqtt_input(self) -> MqttInput | None:
+        mappings, esp = mqtt_mappings(self.cfg), espresense(self.cfg)
+        if not mappings and esp is None:
+            return None
+        m = self.cfg.mqtt
+        tls = None
+        if m.tls is not None:
+
+            def f(p: Path | None) -> str | None:
+                return None if p is None else str(p if p.is_absolute() else self.base / p)
+
+            tls = TlsOptions(ca_path=f(m.tls.ca_file), cert_path=f(m.tls.cert_file), key_path=f(m.tls.key_file))
+        password = None
+        if m.password_file is not None:
+            pf = m.password_file if m.password_file.is_absolute() else self.base / m.password_file
+            password = pf.read_text(encoding="utf-8").strip()
+        return MqttInput(
+            m.url,
+            client_id=f"{m.client_id or 'edge-gateway'}-{self.cfg.site.gateway_id}-in",
+            emit=self.inbox.put,
+            mappings=mappings,
+            espresense=esp,
+            clock=self.clock.monotonic,
+            tls=tls,
+            username=m.username or None,
+            password=password,
+            name="mqtt-in",
+            keepalive_s=m.keepalive_s,
+        )
 
     # ---- life cycle -------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -102,6 +134,8 @@ class Daemon:
                 for src in self.sources:
                     tg.create_task(self._supervise(src.run, f"modbus[{src.spec.id}]"), name=f"modbus[{src.spec.id}]")
                 tg.create_task(self.mqtt.run(), name="mqtt_out[main]")
+                if self.mqtt_in is not None:
+                    tg.create_task(self._supervise(self.mqtt_in.run, "mqtt_in[main]"), name="mqtt_in[main]")
                 tg.create_task(self.web.run(), name="status[http]")
                 for name, factory in self.extra_tasks:
                     tg.create_task(factory(), name=name)

@@ -113,7 +113,9 @@ async def demo(args: argparse.Namespace) -> int:
                 f"MQTT: mosquitto_sub -h 127.0.0.1 -p {args.mqtt_port} -t 'edge/#' -v   "
                 f"(alarms are retained under {cfg.mqtt.prefix}/{cfg.site.id}/{cfg.site.gateway_id}/alarm/...)"
             )
-            _say(f"scenario {args.scenario!r} loops until Ctrl-C" + (f" or {args.duration:g} s" if args.duration else ""))
+            _say(
+                f"scenario {args.scenario!r} loops until Ctrl-C" + (f" or {args.duration:g} s" if args.duration else "")
+            )
             return await daemon.run(args.duration)
     finally:
         for sim in sims.values():

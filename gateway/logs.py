@@ -33,3 +33,5 @@ def setup(level: str = "info", json: bool | None = None) -> None:
     logging.basicConfig(
         level=max(lvl, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
+    # pymodbus logs every failed request at ERROR; the driver reports device_down/recovered on change instead.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from drivers.modbus import ByteOrder, DataType, DeviceSpec, PointSpec, StatusSpec, Table, WordOrder
+from drivers.mqtt_in import EspresenseCfg, PayloadKind, PayloadMapping
 from gateway.config import Device, GatewayConfig
 
 
@@ -55,3 +56,33 @@ def modbus_spec(d: Device, units: dict[str, str]) -> DeviceSpec:
 def modbus_specs(cfg: GatewayConfig) -> dict[str, DeviceSpec]:
     units = {s.id: s.unit for s in cfg.signals}
     return {d.id: modbus_spec(d, units) for d in cfg.devices if d.transport.startswith("modbus")}
+
+
+def mqtt_mappings(cfg: GatewayConfig) -> tuple[PayloadMapping, ...]:
+    """One payload mapping per point of every MQTT-input device."""
+    units = {s.id: s.unit for s in cfg.signals}
+    out = []
+    for d in cfg.devices:
+        if d.transport != "mqtt":
+            continue
+        for p in d.points:
+            assert p.topic is not None  # the loader refuses MQTT points without a topic
+            out.append(
+                PayloadMapping(
+                    topic=p.topic,
+                    signal=p.signal,
+                    unit=units[p.signal],
+                    kind=PayloadKind.JSON if p.json_path else PayloadKind.RAW,
+                    value_path=p.json_path or "",
+                    max_age_s=max(10.0, 3 * d.poll_s),
+                )
+            )
+    return tuple(out)
+
+
+def espresense(cfg: GatewayConfig) -> EspresenseCfg | None:
+    rooms = {r.room: r.id for r in cfg.receivers if r.kind == "espresense" and r.room}
+    if not rooms:
+        return None
+    # Unknown rooms become receivers of no zone (they can never grant presence); badges pass through.
+    return EspresenseCfg(rooms=rooms)
