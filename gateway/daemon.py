@@ -154,6 +154,7 @@ class Daemon:
             await self.web.close()
             await self.mqtt.goodbye()
             self.buses.close()
+            self.notifier.close()
             log.info("gateway_stopped", code=code)
         return code
 
