@@ -81,7 +81,12 @@ def fresh(last: dict[str, int] | None = None) -> FaceVerifier:
 def test_good_hmac_event_is_a_face_match_and_advances_seq() -> None:
     v, verdict = fresh().verify(signed(body(score="0.97")), NOW + timedelta(seconds=2), MONO)
     assert verdict == FaceMatch(
-        terminal="ft-h", person="E10442", at=MONO, utc="2024-05-02T08:00:00.000Z", seq=10, zone=CFG.terminals["ft-h"].zone
+        terminal="ft-h",
+        person="E10442",
+        at=MONO,
+        utc="2024-05-02T08:00:00.000Z",
+        seq=10,
+        zone=CFG.terminals["ft-h"].zone,
     )
     assert dict(v.last_seq) == {"ft-h": 10, "ft-e": 9}
 
@@ -302,8 +307,13 @@ def test_random_json_never_raises_nor_passes(value: object) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from(["terminal", "person", "verify_mode", "time", "seq", "signature", "x"]),
-                       FIELD_VALUES, max_size=7))
+@given(
+    st.dictionaries(
+        st.sampled_from(["terminal", "person", "verify_mode", "time", "seq", "signature", "x"]),
+        FIELD_VALUES,
+        max_size=7,
+    )
+)
 def test_event_shaped_json_without_a_valid_signature_never_passes(fields: dict[str, object]) -> None:
     assert _rejected(json.dumps(fields).encode())
 

@@ -83,9 +83,7 @@ def mosquitto(extra_conf: str = "") -> Iterator[Mosquitto]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mosq-") as d:
         conf = Path(d) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}\n"
-        )
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}\n")
         proc = _spawn_mosquitto(conf)
         broker = Mosquitto(port=port, proc=proc, conf=conf)
         try:
