@@ -41,6 +41,8 @@ class HazardRecord:
     """general | major"""
     title: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    recurring: bool = False
+    """Set by the hazard rule when the same zone + category recurs N times within M days."""
 
 
 @dataclass(frozen=True, slots=True)
