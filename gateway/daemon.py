@@ -37,8 +37,8 @@ log = structlog.get_logger("daemon")
 GAS = frozenset({"o2", "lel", "h2s", "co"})
 
 
-class _Stop(Exception):
-    """Raised inside the TaskGroup to end it cleanly."""
+STOP_GRACE_S = 5.0
+"""How long tasks get to finish after a stop before the outputs are made safe regardless."""
 
 
 class Daemon:
@@ -128,24 +128,17 @@ class Daemon:
         try:
             await self.outputs.write_safe_all()
             self.safe_at = self.clock.monotonic()
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._engine(), name="engine[main]")
-                tg.create_task(self.outputs.run(), name="outputs[bank]")
-                for src in self.sources:
-                    tg.create_task(self._supervise(src.run, f"modbus[{src.spec.id}]"), name=f"modbus[{src.spec.id}]")
-                tg.create_task(self.mqtt.run(), name="mqtt_out[main]")
-                if self.mqtt_in is not None:
-                    tg.create_task(self._supervise(self.mqtt_in.run, "mqtt_in[main]"), name="mqtt_in[main]")
-                tg.create_task(self.web.run(), name="status[http]")
-                for name, factory in self.extra_tasks:
-                    tg.create_task(factory(), name=name)
-                tg.create_task(self._stopper(duration), name="stopper[main]")
-        except* _Stop:
-            pass
-        except* Exception as eg:
-            for exc in eg.exceptions:
-                log.critical("gateway_failed", error=repr(exc), exc_info=exc)
-            code = 1
+            tasks = asyncio.create_task(self._supervisor(), name="supervisor[main]")
+            stopper = asyncio.create_task(self._stopper(duration), name="stopper[main]")
+            await asyncio.wait({tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if tasks.done():
+                stopper.cancel()
+                code = self._failed(tasks)
+            else:
+                tasks.cancel()
+                _, pending = await asyncio.wait({tasks}, timeout=STOP_GRACE_S)
+                if pending:
+                    self._log_stuck()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -158,6 +151,37 @@ class Daemon:
             log.info("gateway_stopped", code=code)
         return code
 
+    async def _supervisor(self) -> None:
+        """Every long-running task under one TaskGroup; it ends only by failure or cancellation."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._engine(), name="engine[main]")
+            tg.create_task(self.outputs.run(), name="outputs[bank]")
+            for src in self.sources:
+                tg.create_task(self._supervise(src.run, f"modbus[{src.spec.id}]"), name=f"modbus[{src.spec.id}]")
+            tg.create_task(self.mqtt.run(), name="mqtt_out[main]")
+            if self.mqtt_in is not None:
+                tg.create_task(self._supervise(self.mqtt_in.run, "mqtt_in[main]"), name="mqtt_in[main]")
+            tg.create_task(self.web.run(), name="status[http]")
+            for name, factory in self.extra_tasks:
+                tg.create_task(factory(), name=name)
+
+    @staticmethod
+    def _failed(tasks: asyncio.Task[None]) -> int:
+        exc = tasks.exception()
+        errors = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+        for e in errors:
+            log.critical("gateway_failed", error=repr(e), exc_info=e)
+        return 1
+
+    @staticmethod
+    def _log_stuck() -> None:
+        """A task that ignores cancellation must not keep the outputs from going safe: name it and go on."""
+        me = asyncio.current_task()
+        for t in asyncio.all_tasks():
+            if t is not me and not t.done():
+                frames = [f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in t.get_stack(limit=8)]
+                log.error("task_stuck_on_stop", task=t.get_name(), frames=frames)
+
     async def _stopper(self, duration: float | None) -> None:
         assert self._stop is not None
         try:
@@ -165,7 +189,6 @@ class Daemon:
                 await self._stop.wait()
         except TimeoutError:
             log.info("duration_elapsed", seconds=duration)
-        raise _Stop
 
     async def _supervise(self, factory: Callable[[], Awaitable[object]], name: str) -> None:
         """Restart a driver task that fails with an I/O error, with jittered exponential backoff."""

@@ -68,9 +68,12 @@ class StatusServer:
         )
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
+        self._streams: set[asyncio.Task[object]] = set()
+        self.app.on_shutdown.append(self._end_streams)
 
     async def run(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        # Live streams never end by themselves: close them on shutdown, and bound the wait for the rest.
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.bind, self.port)
         await site.start()
@@ -84,6 +87,10 @@ class StatusServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _end_streams(self, app: web.Application) -> None:
+        for t in list(self._streams):
+            t.cancel()
 
     async def index(self, request: web.Request) -> web.Response:
         return web.Response(text=(STATIC / "index.html").read_text(encoding="utf-8"), content_type="text/html")
@@ -111,6 +118,16 @@ class StatusServer:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
         await resp.prepare(request)
+        me = asyncio.current_task()
+        assert me is not None
+        self._streams.add(me)
+        try:
+            await self._stream(resp)
+        finally:
+            self._streams.discard(me)
+        return resp
+
+    async def _stream(self, resp: web.StreamResponse) -> None:
         seen = -1
         while True:
             version = await self.d.hub.wait(seen, 5.0)

@@ -181,3 +181,39 @@ async def test_outputs_written_safe_before_anything_else_and_on_stop(broker: Mos
             assert first and first[0].value is False  # ignition dropped at start
             await wait_for(lambda: coil(p, PERMISSIVE), 10)
         assert p.relay.coils[:4] == [False, False, False, False]  # safe on the way out
+
+
+async def test_stop_is_bounded_with_a_live_stream_and_a_task_that_ignores_cancel(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """A live SSE client or a misbehaving task must never keep the outputs from going safe."""
+    async with plant(broker.port, tmp_path) as p:
+        d = Daemon(p.config())
+
+        release = asyncio.Event()
+
+        async def stubborn() -> None:
+            while not release.is_set():
+                try:
+                    await release.wait()
+                except asyncio.CancelledError:
+                    continue  # the bug we guard against: a task that swallows cancellation
+
+        d.extra_tasks.append(("stubborn[test]", stubborn))
+        run = asyncio.create_task(d.run())
+        try:
+            await wait_for(lambda: coil(p, PERMISSIVE), 10)
+            async with aiohttp.ClientSession() as http:
+                stream = await http.get(f"http://127.0.0.1:{p.http_port}/api/events")
+                assert stream.status == 200
+                await stream.content.readuntil(b"\n\n")  # the first state event arrived
+                t0 = asyncio.get_running_loop().time()
+                d.request_stop()
+                assert await asyncio.wait_for(run, 15) == 0
+                assert asyncio.get_running_loop().time() - t0 < 5.0 + 4.0
+                stream.close()
+            assert p.relay.coils[:4] == [False, False, False, False]
+        finally:
+            release.set()  # let the stubborn task end so the test's loop can close
+            if not run.done():
+                run.cancel()
