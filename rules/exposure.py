@@ -41,7 +41,9 @@ class Window:
             if hi > lo:
                 acc[i] = acc.get(i, 0.0) + value * (hi - lo)
             i += 1
-        keep = last - self.n
+        # Prune against the newest bucket held, not this interval's: an interval that ends
+        # earlier than one already added (a rewound time) must not keep extra buckets alive.
+        keep = max(last, *acc) - self.n if acc else last - self.n
         return replace(self, ring=tuple(sorted((k, v) for k, v in acc.items() if k >= keep)))
 
     def average(self, now: float, pending: float = 0.0) -> float:
@@ -69,7 +71,12 @@ class Exposure:
         """The held last value from its reading up to now (not yet in the buckets)."""
         if self.last_value is None or self.last_at is None or now <= self.last_at:
             return 0.0
-        return self.last_value * min(now - self.last_at, self.max_gap, window_s)
+        # Exact: the held piece [last_at, last_at + max_gap] clipped to the window [now - window_s, now].
+        # Counting it whole broke the documented bound once max_gap exceeds a bucket width (a held
+        # piece lying wholly before the window was still counted).
+        lo = max(self.last_at, now - window_s)
+        hi = min(now, self.last_at + self.max_gap)
+        return self.last_value * max(0.0, hi - lo)
 
     def stel(self, now: float) -> float:
         return self.stel_w.average(now, self._pending(now, STEL_S))

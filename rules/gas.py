@@ -133,6 +133,11 @@ def on_reading(st: SignalState, ev: Reading, cfg: SignalCfg) -> SignalState:
     """Apply one reading of this signal."""
     if ev.quality is Quality.GOOD and cfg.over_range is not None and ev.value > cfg.over_range:
         ev = Reading(ev.signal, math.nan, ev.at, Quality.BAD, f"{BadReason.OVER_RANGE}:{ev.value:g}")
+    if ev.quality is Quality.GOOD and st.at is not None and ev.at < st.at:
+        # A delayed sample (MQTT readings carry the device's own time) older than what we hold:
+        # applying it would let stale data clear a newer alarm (non-latching levels) and rewind
+        # the exposure integral. Drop it. BAD readings below still apply: a fault is never safe.
+        return st
     if ev.quality is not Quality.GOOD:
         st = replace(st, quality=ev.quality, reason=ev.reason, at=ev.at)
         return _set_fault(st, ev.reason, ev.at)

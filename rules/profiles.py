@@ -9,6 +9,7 @@ Deadbands not given by the sources are this project's choice and are marked so.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -165,6 +166,11 @@ def resolve(
         raise ProfileError(f"unit {unit!r} is not valid for {quantity}; use one of {list(UNITS[quantity])}")
     qp = PROFILES[profile].get(quantity)
     overrides = dict(overrides or {})
+    # NaN compares False both ways, so a NaN limit would pass _check_order and then never
+    # trip (an alarm silently disabled by `alarm1 = nan` in TOML); infinities never trip either.
+    non_finite = sorted(n for n, v in overrides.items() if not math.isfinite(v))
+    if non_finite:
+        raise ProfileError(f"threshold override(s) {non_finite} must be finite numbers for {quantity}")
     if qp is None:
         limits: tuple[Limit, ...] = ()
         if overrides:
@@ -199,5 +205,11 @@ def _check_order(limits: tuple[Limit, ...]) -> None:
                     f"thresholds out of order: {a.name}={a.value} must be {'below' if rising else 'above'} "
                     f"{b.name}={b.value}"
                 )
-    if highs and lows and max(lo.value for lo in lows) >= min(hi.value for hi in highs):
-        raise ProfileError("thresholds out of order: every low limit must be below every high limit")
+    if highs and lows:
+        # Name the offending pair, as for the checks above (the fix is to move one of them).
+        lo = max(lows, key=lambda lim: lim.value)
+        hi = min(highs, key=lambda lim: lim.value)
+        if lo.value >= hi.value:
+            raise ProfileError(
+                f"thresholds out of order: low limit {lo.name}={lo.value} must be below high limit {hi.name}={hi.value}"
+            )
