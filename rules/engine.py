@@ -58,6 +58,10 @@ def step(s: EngineState, ev: Event, now: float, cfg: EngineCfg) -> tuple[EngineS
         case Silence():
             if ev.zone not in cfg.zones:
                 raise EngineError(f"silence: unknown zone {ev.zone!r}")
+            if zone_severity(s, ev.zone, cfg) < Severity.EVACUATE:
+                # Nothing is sounding: a silence now must not pre-mute the next evacuation.
+                acts.append(Note("silence_ignored", {"zone": ev.zone, "user": ev.user, "why": "nothing sounding"}))
+                return _finish(s, now, cfg, acts)
             until = dict(s.silenced_until)
             until[ev.zone] = now + cfg.silence_s
             s = replace(s, silenced_until=MappingProxyType(until))
@@ -80,6 +84,10 @@ def step(s: EngineState, ev: Event, now: float, cfg: EngineCfg) -> tuple[EngineS
             s = replace(s, rejected=MappingProxyType(counts))
         case _:
             pass  # presence, face and permits arrive with their rules
+    return _finish(s, now, cfg, acts)
+
+
+def _finish(s: EngineState, now: float, cfg: EngineCfg, acts: list[Action]) -> tuple[EngineState, tuple[Action, ...]]:
     s, out_acts = _drive_outputs(s, now, cfg)
     acts.extend(out_acts)
     return replace(s, steps=s.steps + 1), tuple(acts)
@@ -137,6 +145,11 @@ def _commit_signal(
         acts.append(AlarmUpdate(scfg.zone, sid, after.severity(scfg), new))
         for name in gas.newly_tripped(before, after):
             lim = next(lim for lim in scfg.limits if lim.name == name)
+            if lim.severity >= Severity.EVACUATE and scfg.zone in s.silenced_until:
+                # A new evacuate-level condition sounds again, whatever was silenced before.
+                s = replace(
+                    s, silenced_until=MappingProxyType({z: t for z, t in s.silenced_until.items() if z != scfg.zone})
+                )
             if lim.severity >= Severity.ALARM:
                 acts.append(
                     HazardRecord(
@@ -163,7 +176,10 @@ def zone_gas_good(s: EngineState, zone: str, now: float, cfg: EngineCfg) -> bool
     """Every signal of the zone GOOD and fresh, and none in alarm or fault. No signals: not good."""
     sigs = cfg.signals_in(zone)
     return bool(sigs) and all(
-        s.signals[sc.id].good(now, sc) and s.signals[sc.id].severity(sc) < Severity.ALARM for sc in sigs
+        sc.device not in s.devices_down
+        and s.signals[sc.id].good(now, sc)
+        and s.signals[sc.id].severity(sc) < Severity.ALARM
+        for sc in sigs
     )
 
 

@@ -336,23 +336,15 @@ def test_gb_profile_zone() -> None:
     assert coil_on(s, "horn", cfg)
 
 
-# --- engine gaps found while testing (engine.py is not ours to change) ---
+# --- engine gaps found while testing (fixed in rules/engine.py) ---
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a Silence given while nothing sounds pre-mutes the next evacuation for silence_s",
-)
 def test_silence_does_not_pre_mute_a_later_alarm(ready: EngineState) -> None:
     s, _ = step(ready, Silence("cs1", "bob", UTC), 11.0, CFG)  # nothing active: nothing to mute
     s, _ = step(s, Reading("cs1.o2", 17.0, 20.0), 20.0, CFG)
     assert coil_on(s, "horn")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: DeviceStatus(up=False) is recorded but leaves the permissive on until staleness",
-)
 def test_device_down_drops_permissive_at_once(ready: EngineState) -> None:
     s, _ = step(ready, DeviceStatus("det-cs1", False, "timeout"), 10.5, CFG)
     assert not coil_on(s, "perm")
