@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rules.config import Severity
+from rules.interlock import ChecklistChanged, Ignition, PermitNotice
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,4 +54,35 @@ class Note:
     fields: Mapping[str, Any] = field(default_factory=dict)
 
 
-Action = SetOutput | AlarmUpdate | HazardRecord | Note
+@dataclass(frozen=True, slots=True)
+class EvacuationUpdate:
+    """A confined space's evacuation state or its people changed (published retained per zone)."""
+
+    zone: str
+    active: bool
+    people: tuple[str, ...]
+    """Who is still inside (person ids; "badge:<id>" for an unknown badge)."""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PeopleUpdate:
+    """Who is inside a confined space, or its people conditions, changed."""
+
+    zone: str
+    inside: tuple[str, ...]
+    conditions: Mapping[str, str] = field(default_factory=dict)
+    """Active people conditions (attendant_absent, over_occupancy, unauthorized_entrant) -> reason."""
+
+
+Action = (
+    SetOutput
+    | AlarmUpdate
+    | HazardRecord
+    | Note
+    | EvacuationUpdate
+    | PeopleUpdate
+    | Ignition
+    | PermitNotice
+    | ChecklistChanged
+)

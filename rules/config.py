@@ -10,6 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: these modules import rules.config themselves
+    from rules.confined import Roster
+    from rules.interlock import HotWorkCfg
+    from rules.presence import PresenceCfg
 
 
 class Direction(StrEnum):
@@ -139,6 +145,16 @@ class EngineCfg:
     outputs: Mapping[str, OutputCfg] = field(default_factory=_frozen)  # type: ignore[arg-type]
     silence_s: float = 60.0
     """Silence (mute) re-arms after this long (DOMAIN.md)."""
+    presence: PresenceCfg | None = None
+    """BLE presence tuning and receiver -> zone map; None: no presence configured."""
+    badges: Mapping[str, str] = field(default_factory=_frozen)  # type: ignore[arg-type]
+    """Badge (canonical beacon id) -> person id."""
+    rosters: Mapping[str, Roster] = field(default_factory=_frozen)  # type: ignore[arg-type]
+    """Confined-space zone -> standing roster (used when no confined-space permit is active)."""
+    entrances: Mapping[str, str] = field(default_factory=_frozen)  # type: ignore[arg-type]
+    """Confined-space zone -> the zone at its entrance where the attendant must be."""
+    hot_work: HotWorkCfg | None = None
+    """Interlock tuning; None: the documented defaults (rules/interlock.py)."""
 
     def __post_init__(self) -> None:
         for sid, s in self.signals.items():

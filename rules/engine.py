@@ -11,10 +11,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from rules import gas
+from rules import gas, plant, presence
 from rules.actions import Action, AlarmUpdate, HazardRecord, Note, SetOutput
 from rules.config import EngineCfg, OutputCfg, OutputKind, Severity, ZoneKind
-from rules.events import Ack, DeviceStatus, Event, OutputFeedback, Reading, Rejected, Silence, Tick
+from rules.events import (
+    Ack,
+    DeviceStatus,
+    Event,
+    FaceMatch,
+    OutputFeedback,
+    PermitUpdate,
+    Reading,
+    ReceiverStatus,
+    Rejected,
+    Sighting,
+    Silence,
+    Tick,
+)
+from rules.interlock import PermitView
 
 
 class EngineError(ValueError):
@@ -33,6 +47,8 @@ class EngineState:
     silenced_until: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     rejected: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     """Count of rejected inputs per reason (shown on the status page)."""
+    plant: plant.PlantState = plant.PlantState()
+    """Presence, confined spaces, faces, permits and hot-work interlocks."""
     steps: int = 0
 
 
@@ -48,17 +64,28 @@ def step(s: EngineState, ev: Event, now: float, cfg: EngineCfg) -> tuple[EngineS
     if s.started_at is None:
         s = replace(s, started_at=now)
     acts: list[Action] = []
+    zones: tuple[str, ...] | None = None  # the zones this event can affect (None: all)
     match ev:
         case Reading():
             s = _reading(s, ev, cfg, acts)
+            zones = (cfg.signals[ev.signal].zone,)
         case Tick():
             s = _tick(s, now, cfg, acts)
+            s = _presence(s, ev, now, cfg, acts)
+        case Sighting() | ReceiverStatus():
+            s = _presence(s, ev, now, cfg, acts)
+        case FaceMatch():
+            faces = dict(s.plant.faces)
+            faces[ev.person] = ev
+            s = replace(s, plant=replace(s.plant, faces=MappingProxyType(faces)))
+        case PermitUpdate():
+            s = _permit(s, ev, acts)
         case Ack():
-            s = _ack(s, ev, cfg, acts)
+            s = _ack(s, ev, now, cfg, acts)
         case Silence():
             if ev.zone not in cfg.zones:
                 raise EngineError(f"silence: unknown zone {ev.zone!r}")
-            if zone_severity(s, ev.zone, cfg) < Severity.EVACUATE:
+            if zone_severity(s, ev.zone, cfg) < Severity.EVACUATE and not plant.evacuating(s.plant, ev.zone):
                 # Nothing is sounding: a silence now must not pre-mute the next evacuation.
                 acts.append(Note("silence_ignored", {"zone": ev.zone, "user": ev.user, "why": "nothing sounding"}))
                 return _finish(s, now, cfg, acts)
@@ -82,9 +109,55 @@ def step(s: EngineState, ev: Event, now: float, cfg: EngineCfg) -> tuple[EngineS
             counts = dict(s.rejected)
             counts[ev.reason] = counts.get(ev.reason, 0) + 1
             s = replace(s, rejected=MappingProxyType(counts))
-        case _:
-            pass  # presence, face and permits arrive with their rules
+    s = _refresh(s, zones, now, cfg, acts)
     return _finish(s, now, cfg, acts)
+
+
+def _presence(
+    s: EngineState, ev: Tick | Sighting | ReceiverStatus, now: float, cfg: EngineCfg, acts: list[Action]
+) -> EngineState:
+    if cfg.presence is None:
+        return s
+    ps, changes = presence.step(s.plant.presence, ev, now, cfg.presence)
+    for c in changes:
+        acts.append(
+            Note(
+                "badge_zone_changed",
+                {"badge": c.badge, "person": cfg.badges.get(c.badge), "from": c.old_zone, "to": c.new_zone},
+            )
+        )
+    return replace(s, plant=replace(s.plant, presence=ps))
+
+
+def _permit(s: EngineState, ev: PermitUpdate, acts: list[Action]) -> EngineState:
+    pid = ev.permit.permit_id
+    old = s.plant.permits.get(pid)
+    # Keep the offset of the first arrival: a later version after a wall-clock jump must not shift its times.
+    offset = old.utc_offset if old is not None else ev.utc_offset
+    permits = dict(s.plant.permits)
+    permits[pid] = PermitView(ev.permit, offset)
+    acts.append(Note("permit_updated", {"permit": pid, "state": ev.permit.state.value, "zone": ev.permit.zone_id}))
+    return replace(s, plant=replace(s.plant, permits=MappingProxyType(permits)))
+
+
+def _refresh(
+    s: EngineState, zones: tuple[str, ...] | None, now: float, cfg: EngineCfg, acts: list[Action]
+) -> EngineState:
+    """Confined spaces and interlocks re-evaluated in the same step that changed their inputs."""
+    if (
+        not s.plant.permits
+        and cfg.presence is None
+        and not any(z.kind is ZoneKind.CONFINED_SPACE for z in cfg.zones.values())
+    ):
+        return s
+    affected = tuple(cfg.zones) if zones is None else zones
+    ps, out = plant.refresh_confined(s.plant, affected, now, cfg, s.signals)
+    acts.extend(out)
+    if ps.permits:
+        sev = {z: zone_severity(s, z, cfg) for z in affected}
+        ps, out = plant.refresh_hot_work(ps, zones, now, cfg, s.signals, sev, bool(s.output_fault))
+        acts.extend(out)
+    return replace(s, plant=ps)
 
 
 def _finish(s: EngineState, now: float, cfg: EngineCfg, acts: list[Action]) -> tuple[EngineState, tuple[Action, ...]]:
@@ -112,7 +185,7 @@ def _tick(s: EngineState, now: float, cfg: EngineCfg, acts: list[Action]) -> Eng
     return s
 
 
-def _ack(s: EngineState, ev: Ack, cfg: EngineCfg, acts: list[Action]) -> EngineState:
+def _ack(s: EngineState, ev: Ack, now: float, cfg: EngineCfg, acts: list[Action]) -> EngineState:
     if ev.target == "outputs":
         if s.output_fault:
             acts.append(Note("output_fault_acknowledged", {"user": ev.user, "was": s.output_fault}))
@@ -129,6 +202,11 @@ def _ack(s: EngineState, ev: Ack, cfg: EngineCfg, acts: list[Action]) -> EngineS
         before = s.signals[sid]
         after = gas.on_ack(before, ev.user, ev.utc)
         s = _commit_signal(s, sid, before, after, cfg, acts)
+    zone = ev.zone or (cfg.signals[ev.target].zone if ev.target in cfg.signals else "")
+    if zone:
+        ps, out = plant.acknowledge_evacuation(s.plant, zone, now, cfg, s.signals)
+        s = replace(s, plant=ps)
+        acts.extend(out)
     acts.append(Note("alarm_acknowledged", {"target": ev.target, "zone": ev.zone, "user": ev.user, "role": ev.role}))
     return s
 
@@ -191,11 +269,11 @@ def _active(o: OutputCfg, s: EngineState, now: float, cfg: EngineCfg) -> bool:
             return zone_gas_good(s, o.zone, now, cfg)
         case OutputKind.HORN:
             silenced = s.silenced_until.get(o.zone, -1.0) > now
-            return sev >= Severity.EVACUATE and not silenced
+            return (sev >= Severity.EVACUATE or plant.evacuating(s.plant, o.zone)) and not silenced
         case OutputKind.BEACON:
-            return sev >= Severity.ALARM
+            return sev >= Severity.ALARM or plant.evacuating(s.plant, o.zone) or plant.people_alarm(s.plant, o.zone)
         case OutputKind.IGNITION:
-            return False  # released only by the hot-work interlock (rules/interlock.py)
+            return plant.ignition_released(s.plant, o.zone)  # the hot-work interlock (rules/interlock.py)
         case OutputKind.MACHINE_RUN:
             return True  # stopped by condition-monitoring trips (rules/condition.py)
     return False

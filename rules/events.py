@@ -9,6 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rules.permit import Permit
 
 
 class Quality(StrEnum):
@@ -145,6 +149,15 @@ class FaceMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class PermitUpdate:
+    """A permit that passed signature and validity checks in the shell (or a new version of one)."""
+
+    permit: Permit
+    utc_offset: float
+    """now_utc - now_mono when it arrived: the rules convert its UTC instants to monotonic time."""
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """Bad input that a driver refused: counted and shown, never acted on."""
 
@@ -155,8 +168,28 @@ class Rejected:
 
 
 Event = (
-    Reading | Tick | DeviceStatus | OutputFeedback | Ack | Silence | Sighting | ReceiverStatus | FaceMatch | Rejected
+    Reading
+    | Tick
+    | DeviceStatus
+    | OutputFeedback
+    | Ack
+    | Silence
+    | Sighting
+    | ReceiverStatus
+    | FaceMatch
+    | PermitUpdate
+    | Rejected
 )
 
 # Events that touch safety go on the inbox's priority lane (telemetry cannot starve them).
-SAFETY_EVENTS: tuple[type, ...] = (Tick, DeviceStatus, OutputFeedback, Ack, Silence, ReceiverStatus, FaceMatch)
+SAFETY_EVENTS: tuple[type, ...] = (
+    Tick,
+    DeviceStatus,
+    OutputFeedback,
+    Ack,
+    Silence,
+    Sighting,
+    ReceiverStatus,
+    FaceMatch,
+    PermitUpdate,
+)

@@ -17,8 +17,9 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from rules import engine
-from rules.actions import Action, AlarmUpdate, HazardRecord, Note, SetOutput
+from rules.actions import Action, AlarmUpdate, EvacuationUpdate, HazardRecord, Note, SetOutput
 from rules.config import Basis, EngineCfg, OutputCfg, OutputKind, Severity, SignalCfg, ZoneCfg, ZoneKind
+from rules.confined import ConfinedState
 from rules.engine import EngineError, EngineState, step
 from rules.events import Ack, DeviceStatus, Event, OutputFeedback, Quality, Reading, Rejected, Silence, Tick
 from rules.gas import LevelState, SignalState
@@ -134,10 +135,12 @@ def test_o2_low_whole_step(ready: EngineState) -> None:
         at=12.0,
         levels=MappingProxyType({"low": LevelState(True, True, 12.0), "low_low": LevelState(), "high": LevelState()}),
     )
+    evac = ConfinedState(evacuating=True, evac_since=12.0, evac_reason="evacuate-level gas alarm")
     expected_state = replace(
         ready,
         signals=MappingProxyType({**ready.signals, "cs1.o2": expected_sig}),
         outputs=MappingProxyType({"perm": False, "horn": True, "beacon": True, "ign": False, "perm-gen": False}),
+        plant=replace(ready.plant, confined=MappingProxyType({"cs1": evac})),
         steps=ready.steps + 1,
     )
     summary = {
@@ -157,6 +160,15 @@ def test_o2_low_whole_step(ready: EngineState) -> None:
                 title="o2 low in cs1",
                 evidence={"signal": "cs1.o2", "value": 19.0, "limit": 19.5, "unit": "%vol"},
             ),
+            # A confined space evacuates in the same step (nobody inside here, so nobody listed).
+            HazardRecord(
+                zone="cs1",
+                category="confined_space",
+                level="major",
+                title="evacuation of cs1: evacuate-level gas alarm",
+                evidence={"inside": [], "reason": "evacuate-level gas alarm"},
+            ),
+            EvacuationUpdate("cs1", True, (), "evacuate-level gas alarm"),
             SetOutput("perm", False, "gas_permissive inactive"),
             SetOutput("horn", True, "horn active"),
             SetOutput("beacon", True, "beacon active"),
