@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a configuration and print a summary")
     chk.add_argument("file", type=Path)
 
+    hp = sub.add_parser("hash-password", help="make a password hash for status.users (reads the password)")
+    hp.add_argument("--stdin", action="store_true", help="read the password from standard input")
+
     sub.add_parser("version", help="print the version")
     return p
 
@@ -109,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         case "check-config":
             return _check_config(args.file)
+        case "hash-password":
+            from gateway.auth import hash_password_main
+
+            return hash_password_main(["--stdin"] if args.stdin else [])
         case "run":
             return _run(args.config, args.duration)
         case "demo":

@@ -41,6 +41,12 @@ class Zone(_Model):
     kind: Literal["confined_space", "hot_work", "general"]
     name: str = ""
     max_occupancy: Annotated[int, Field(ge=0)] = 0
+    entrance: Id | None = None
+    """Confined space: the zone at its entrance where the attendant must stay (default: the zone itself)."""
+    entrants: tuple[Id, ...] = ()
+    """Confined space: standing roster of people allowed inside, used while no permit is active."""
+    attendant: Id | None = None
+    """Confined space: standing attendant, used while no permit is active."""
 
 
 class Watchdog(_Model):
@@ -169,6 +175,47 @@ class Presence(_Model):
     absent_after_s: Annotated[float, Field(gt=0, le=300)] = 10.0
 
 
+class FaceTerminal(_Model):
+    """An allow-listed face-ID terminal, mapped to the zone it stands in."""
+
+    id: Id
+    zone: Id
+    alg: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
+    key_file: Path
+    """HMAC secret (hex, >= 32 bytes) or the terminal's Ed25519 public key (PEM or raw 32 bytes)."""
+
+
+class Face(_Model):
+    max_skew_s: Annotated[float, Field(gt=0, le=300)] = 30.0
+    """|now - event time| limit (DOMAIN.md: 30 s)."""
+    http: bool = True
+    """Accept POST /face/events on the status server."""
+    mqtt_topics: tuple[str, ...] = ("face/+/events",)
+
+
+class HotWork(_Model):
+    """Interlock timings (DOMAIN.md "Permits" and "Face identity")."""
+
+    face_window_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    face_presence_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    gas_test_validity_s: Annotated[float, Field(gt=0, le=86400)] = 1800.0
+    break_retest_s: Annotated[float, Field(gt=0, le=86400)] = 3600.0
+    fire_watch_after_s: Annotated[float, Field(ge=0, le=86400)] = 1800.0
+    warn_before_s: tuple[int, ...] = (900, 300)
+
+
+class Permits(_Model):
+    dir: Path | None = None
+    """Signed permit files (*.json) loaded at start and on SIGHUP, verified with ledger.public_key_file."""
+
+
+class StatusUser(_Model):
+    user: Id
+    role: Literal["viewer", "operator", "admin"]
+    password_hash: str
+    """scrypt hash from `edge-gateway hash-password`."""
+
+
 class Tls(_Model):
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -209,6 +256,12 @@ class Tsdb(_Model):
 class Status(_Model):
     bind: str = "127.0.0.1"
     port: Port = 8080
+    users: tuple[StatusUser, ...] = ()
+    """Who may acknowledge, silence and retry; none: the page is read-only."""
+    secure_cookie: bool = False
+    """Set when the page is served over TLS (behind a reverse proxy)."""
+    session_idle_s: Annotated[float, Field(gt=0, le=86400)] = 900.0
+    session_absolute_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 28800.0
 
 
 class State(_Model):
@@ -226,6 +279,10 @@ class GatewayConfig(_Model):
     badges: tuple[Badge, ...] = ()
     receivers: tuple[Receiver, ...] = ()
     presence: Presence = Presence()
+    face_terminals: tuple[FaceTerminal, ...] = ()
+    face: Face = Face()
+    hot_work: HotWork = HotWork()
+    permits: Permits = Permits()
     mqtt: Mqtt = Mqtt()
     ledger: Ledger = Ledger()
     tsdb: Tsdb = Tsdb()

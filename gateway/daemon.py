@@ -19,17 +19,20 @@ import structlog
 from drivers.modbus import BusRegistry, ModbusSource
 from drivers.mqtt_in import MqttInput, TlsOptions
 from gateway import __version__
-from gateway.clock import Clock, SystemClock, iso
+from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
+from gateway.executor import Executor
 from gateway.inbox import Inbox
+from gateway.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
 from gateway.loader import engine_cfg
 from gateway.mqtt_out import MqttOut
 from gateway.outputs import OutputBank
+from gateway.records import Records
 from gateway.sdnotify import Notifier, watchdog_interval_s
 from gateway.specs import espresense, modbus_specs, mqtt_mappings
 from gateway.web import StatusHub, StatusServer
 from rules import engine
-from rules.actions import Action, AlarmUpdate, HazardRecord, Note, SetOutput
+from rules.actions import Action
 from rules.events import Event, Quality, Reading, Tick
 
 log = structlog.get_logger("daemon")
@@ -65,6 +68,14 @@ class Daemon:
         self.outputs = OutputBank(cfg, specs, self.buses, self.inbox.put, mono)
         self.mqtt_in = self._mqtt_input()
         self.mqtt = MqttOut(cfg.mqtt, cfg.site.id, cfg.site.gateway_id, self.clock, base, __version__)
+        self.state_dir = cfg.state.dir if cfg.state.dir.is_absolute() else base / cfg.state.dir
+        self.records = Records(cfg, self.state_dir, base, self.clock)
+        self.people = {p.id: p.name for p in cfg.people}
+        self.ble = ble_sources(cfg, self.inbox.put, self.clock)
+        self.face = face_gate(cfg, base, self.state_dir, self.inbox.put, self.clock)
+        self.face_mqtt = face_mqtt(cfg, self.face)
+        self.permits = PermitLoader(cfg, self.ecfg, base, self.inbox.put, self.clock)
+        self.executor = Executor(self, self._record)
         self.hub = StatusHub()
         self.web = StatusServer(self, cfg.status.bind, cfg.status.port)
         self.ready = False
@@ -128,6 +139,8 @@ class Daemon:
         try:
             await self.outputs.write_safe_all()
             self.safe_at = self.clock.monotonic()
+            await self.records.open()  # after the outputs are safe: a bad disk must not delay that
+            self.permits.load_dir()
             tasks = asyncio.create_task(self._supervisor(), name="supervisor[main]")
             stopper = asyncio.create_task(self._stopper(duration), name="stopper[main]")
             await asyncio.wait({tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -146,6 +159,7 @@ class Daemon:
             await self.outputs.shutdown()
             await self.web.close()
             await self.mqtt.goodbye()
+            await self.records.close()
             self.buses.close()
             self.notifier.close()
             log.info("gateway_stopped", code=code)
@@ -162,6 +176,11 @@ class Daemon:
             if self.mqtt_in is not None:
                 tg.create_task(self._supervise(self.mqtt_in.run, "mqtt_in[main]"), name="mqtt_in[main]")
             tg.create_task(self.web.run(), name="status[http]")
+            tg.create_task(self.records.run(), name="records[main]")
+            for b in self.ble:
+                tg.create_task(b.run(), name=f"ble[{b.receiver}]")
+            if self.face_mqtt is not None:
+                tg.create_task(self._supervise(self.face_mqtt.run, "face_mqtt[main]"), name="face_mqtt[main]")
             for name, factory in self.extra_tasks:
                 tg.create_task(factory(), name=name)
 
@@ -245,29 +264,10 @@ class Daemon:
             self.execute(actions, now)
 
     def execute(self, actions: tuple[Action, ...], now: float) -> None:
-        for a in actions:
-            match a:
-                case SetOutput():
-                    self.outputs.command(a.output, a.value)
-                    log.info("output_commanded", output=a.output, value=a.value, reason=a.reason)
-                case AlarmUpdate():
-                    body = {"zone": a.zone, "signal": a.signal, **a.state}
-                    self.mqtt.state("alarm", (a.zone, a.signal), body, now)
-                    log.info("alarm_changed", zone=a.zone, signal=a.signal, severity=a.state["severity"])
-                case HazardRecord():
-                    body = {
-                        "zone": a.zone,
-                        "category": a.category,
-                        "level": a.level,
-                        "title": a.title,
-                        "evidence": dict(a.evidence),
-                        "utc": iso(self.clock.utc()),
-                    }
-                    self.mqtt.event("hazard", body, now)
-                    log.warning("hazard", zone=a.zone, category=a.category, hazard_level=a.level, title=a.title)
-                case Note():
-                    log.info(a.event, **dict(a.fields))
-        self.hub.changed()
+        self.executor.run(actions, now)
+
+    def _record(self, stream: str, body: dict[str, object]) -> None:
+        self.records.record(stream, body)
 
 
 def config_hash(path: Path) -> str:

@@ -17,6 +17,9 @@ from pydantic import ValidationError
 
 from gateway.config import ConfigError, GatewayConfig, Problem
 from rules.config import EngineCfg, OutputCfg, OutputKind, SignalCfg, ZoneCfg, ZoneKind
+from rules.confined import Roster
+from rules.interlock import HotWorkCfg
+from rules.presence import PresenceCfg
 from rules.profiles import UNITS, ProfileError, resolve
 
 _HINTS = {
@@ -86,6 +89,7 @@ def cross_check(cfg: GatewayConfig, base: Path) -> list[Problem]:
         ("people", [p.id for p in cfg.people]),
         ("receivers", [r.id for r in cfg.receivers]),
         ("badges", [b.beacon for b in cfg.badges]),
+        ("face_terminals", [t.id for t in cfg.face_terminals]),
     ):
         out += [
             Problem(path=f"{kind}.{i}", message=f"duplicate id {i!r} ({n} times)", hint="ids must be unique")
@@ -137,6 +141,28 @@ def _references(cfg: GatewayConfig) -> list[Problem]:
             out.append(
                 Problem(path=f"badges.{b.beacon}.person", message=f"unknown person {b.person!r}", hint="add [[people]]")
             )
+    for z in cfg.zones:
+        at = f"zones.{z.id}"
+        if z.entrance is not None and z.entrance not in zones:
+            out.append(Problem(path=f"{at}.entrance", message=f"unknown zone {z.entrance!r}", hint=hint_zone))
+        if (z.entrants or z.attendant or z.entrance) and z.kind != "confined_space":
+            out.append(Problem(path=at, message="entrance, entrants and attendant are for confined spaces"))
+        for who in (*z.entrants, *([z.attendant] if z.attendant else [])):
+            if who not in people:
+                out.append(Problem(path=f"{at}.entrants", message=f"unknown person {who!r}", hint="add [[people]]"))
+        if z.attendant and z.attendant in z.entrants:
+            out.append(Problem(path=f"{at}.attendant", message="the attendant must stay outside, not be an entrant"))
+    for t in cfg.face_terminals:
+        if t.zone not in zones:
+            out.append(Problem(path=f"face_terminals.{t.id}.zone", message=f"unknown zone {t.zone!r}", hint=hint_zone))
+    if cfg.permits.dir is not None and cfg.ledger.public_key_file is None:
+        out.append(
+            Problem(
+                path="permits.dir",
+                message="signed permits need the ledger's public key",
+                hint="set ledger.public_key_file",
+            )
+        )
     mapped: Counter[str] = Counter()
     for d in cfg.devices:
         for p in d.points:
@@ -290,6 +316,7 @@ def _files(cfg: GatewayConfig, base: Path) -> list[Problem]:
             ("mqtt.tls.cert_file", cfg.mqtt.tls.cert_file),
             ("mqtt.tls.key_file", cfg.mqtt.tls.key_file),
         ]
+    files += [(f"face_terminals.{t.id}.key_file", t.key_file) for t in cfg.face_terminals]
     for path, f in files:
         if f is not None and not resolve_path(base, f).is_file():
             out.append(
@@ -333,9 +360,31 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
             over_range=r.over_range,
         )
     outputs = {o.id: OutputCfg(o.id, OutputKind(o.kind), o.zone, o.safe, o.active_energized) for o in cfg.outputs}
+    p = cfg.presence
+    receivers = {r.id: r.zone for r in cfg.receivers}
+    hw = cfg.hot_work
     return EngineCfg(
         signals=MappingProxyType(signals),
         zones=MappingProxyType(zones),
         outputs=MappingProxyType(outputs),
         silence_s=cfg.engine.silence_s,
+        presence=PresenceCfg(receivers, p.alpha, p.switch_db, p.switch_hold_s, p.absent_after_s) if receivers else None,
+        badges=MappingProxyType({b.beacon: b.person for b in cfg.badges}),
+        rosters=MappingProxyType(
+            {
+                z.id: Roster(frozenset(z.entrants), z.attendant, z.max_occupancy)
+                for z in cfg.zones
+                if z.kind == "confined_space" and (z.entrants or z.attendant)
+            }
+        ),
+        entrances=MappingProxyType({z.id: z.entrance for z in cfg.zones if z.entrance}),
+        hot_work=HotWorkCfg(
+            face_window_s=hw.face_window_s,
+            face_presence_s=hw.face_presence_s,
+            presence_fresh_s=p.absent_after_s,
+            gas_test_validity_s=hw.gas_test_validity_s,
+            break_retest_s=hw.break_retest_s,
+            warn_before_s=hw.warn_before_s,
+            fire_watch_after_s=hw.fire_watch_after_s,
+        ),
     )

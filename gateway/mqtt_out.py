@@ -90,6 +90,11 @@ class MqttOut:
         self._telemetry[t] = Message(t, self._envelope(body), at, retain=False, qos=0)
         self._wake.set()
 
+    def retained_active(self, topic: str) -> bool:
+        """Whether the last retained state on `topic` was anything but normal/inactive."""
+        m = self._retained.get(topic)
+        return m is not None and m.body.get("severity", "normal") != "normal"
+
     @property
     def pending(self) -> int:
         return len(self._safety) + len(self._telemetry)

@@ -10,7 +10,9 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from gateway.clock import iso
-from rules import engine
+from gateway.executor import checklist_json
+from gateway.inputs import permit_json
+from rules import engine, plant
 from rules.config import Severity
 
 if TYPE_CHECKING:
@@ -72,7 +74,8 @@ def snapshot(d: Daemon) -> dict[str, Any]:
                 "state": state,
                 "severity": sev.name.lower(),
                 "silenced": s.silenced_until.get(zid, -1.0) > now,
-                "evacuate": sev >= Severity.EVACUATE,
+                "evacuate": sev >= Severity.EVACUATE or plant.evacuating(s.plant, zid),
+                "people_conditions": dict(s.plant.confined[zid].conditions) if zid in s.plant.confined else {},
             }
         )
     outputs = [
@@ -100,6 +103,42 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         for mid, m in d.outputs.modules.items()
     ]
     safety_q, telemetry_q = d.inbox.depth()
+    presence_zones = []
+    ps = s.plant
+    for zid, zc in cfg.zones.items():
+        inside = plant.people_in(ps, zid, now, cfg)
+        cs = ps.confined.get(zid)
+        since = dict(cs.inside) if cs else {}
+        presence_zones.append(
+            {
+                "zone": zid,
+                "inside": [
+                    {
+                        "person": w,
+                        "name": d.people.get(w, ""),
+                        "since_s": round(now - since[w], 1) if w in since else None,
+                    }
+                    for w in sorted(inside)
+                ],
+                "entries": sum(1 for m in cs.log if m.kind == "enter") if cs else 0,
+                "exits": sum(1 for m in cs.log if m.kind == "exit") if cs else 0,
+                "max": zc.max_occupancy or None,
+                "conditions": dict(cs.conditions) if cs else {},
+                "log": [{"who": m.who, "kind": m.kind, "ago_s": round(now - m.at, 1)} for m in cs.log[-20:]]
+                if cs
+                else [],
+            }
+        )
+    permits = []
+    for pid, view in ps.permits.items():
+        hw = ps.hot_work.get(pid)
+        body = permit_json(view.permit)
+        body["remaining_s"] = round(max(0.0, view.mono(view.permit.valid_to) - now), 1)
+        if hw is not None:
+            body["released"] = hw.released
+            body["checklist"] = checklist_json(hw.checklist)
+            body["trip_reasons"] = list(hw.trip_reasons)
+        permits.append(body)
     return {
         "gateway": d.cfg.site.gateway_id,
         "site": d.cfg.site.id,
@@ -114,7 +153,12 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         "outputs": outputs,
         "devices": devices,
         "rejected": dict(s.rejected),
+        "face": dict(d.face.counts) if d.face is not None else None,
+        "presence": {"zones": presence_zones, "receivers_down": sorted(ps.presence.down)},
+        "permits": permits,
+        "outbox": d.records.stats(),
         "connectivity": {
             "mqtt": {"connected": d.mqtt.connected, "pending": d.mqtt.pending, "last_error": d.mqtt.last_error},
+            "outbox": d.records.stats(),
         },
     }

@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING
 import structlog
 from aiohttp import web
 
+from drivers.face import face_routes
+from gateway.auth import BODY, SESSION, Auth, add_security_headers, load_users
+from gateway.clock import iso
 from gateway.snapshot import snapshot
+from rules.events import Ack, Silence
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -70,6 +74,29 @@ class StatusServer:
         self.bound_port: int | None = None
         self._streams: set[asyncio.Task[object]] = set()
         self.app.on_shutdown.append(self._end_streams)
+        add_security_headers(self.app)
+        if daemon.face is not None and daemon.cfg.face.http:
+            self.app.add_routes(face_routes(daemon.face))
+        st = daemon.cfg.status
+        self.auth: Auth | None = None
+        if st.users:  # no users configured: no write API at all (the page says "read-only gateway")
+            self.auth = Auth(
+                load_users([u.model_dump() for u in st.users]),
+                audit=self._audit,
+                secure_cookie=st.secure_cookie,
+                idle_s=st.session_idle_s,
+                absolute_s=st.session_absolute_s,
+                clock=daemon.clock.monotonic,
+                utc=lambda: iso(daemon.clock.utc()),
+            )
+            self.app.add_routes(self.auth.routes())
+            self.app.add_routes(
+                [
+                    web.post("/api/ack", self.auth.require("operator", "ack")(self.ack)),
+                    web.post("/api/silence", self.auth.require("operator", "silence")(self.silence)),
+                    web.post("/api/permits", self.auth.require("operator", "permit_submit")(self.permit_submit)),
+                ]
+            )
 
     async def run(self) -> None:
         # Live streams never end by themselves: close them on shutdown, and bound the wait for the rest.
@@ -87,6 +114,42 @@ class StatusServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def _audit(self, who: str, role: str, action: str, target: str, ok: bool, utc: str) -> None:
+        """Every write attempt, allowed or refused, goes to the audit chain (who, what, when)."""
+        self.d.records.audit_line(
+            "web_write", {"who": who, "role": role, "action": action, "target": target, "ok": ok, "utc": utc}
+        )
+
+    async def ack(self, request: web.Request) -> web.Response:
+        body, sess = request[BODY], request[SESSION]
+        zone, target = body.get("zone"), body.get("target", "*")
+        ecfg = self.d.ecfg
+        if target == "outputs":
+            if sess.role.label != "admin":
+                return web.json_response({"error": "ack outputs: an output fault needs an admin"}, status=403)
+            self.d.inbox.put(Ack("outputs", sess.user, sess.role.label, iso(self.d.clock.utc()), ""))
+            return web.json_response({"queued": True}, status=202)
+        if zone not in ecfg.zones:
+            return web.json_response({"error": f"ack: unknown zone {zone!r}"}, status=400)
+        if target != "*" and (target not in ecfg.signals or ecfg.signals[target].zone != zone):
+            return web.json_response({"error": f"ack: {target!r} is not a signal of zone {zone}"}, status=400)
+        self.d.inbox.put(Ack(target, sess.user, sess.role.label, iso(self.d.clock.utc()), zone))
+        return web.json_response({"queued": True}, status=202)
+
+    async def silence(self, request: web.Request) -> web.Response:
+        zone = request[BODY].get("zone")
+        if zone not in self.d.ecfg.zones:
+            return web.json_response({"error": f"silence: unknown zone {zone!r}"}, status=400)
+        self.d.inbox.put(Silence(zone, request[SESSION].user, iso(self.d.clock.utc())))
+        return web.json_response({"queued": True}, status=202)
+
+    async def permit_submit(self, request: web.Request) -> web.Response:
+        """A signed permit handed in locally (e.g. from a tablet while the ledger is unreachable)."""
+        verdict = self.d.permits.submit(dict(request[BODY]), f"api:{request[SESSION].user}")
+        if isinstance(verdict, str):
+            return web.json_response({"error": f"permit rejected: {verdict}"}, status=422)
+        return web.json_response({"accepted": verdict.permit_id}, status=202)
 
     async def _end_streams(self, app: web.Application) -> None:
         for t in list(self._streams):

@@ -1,0 +1,139 @@
+"""The daemon's people-and-permit inputs: BLE receivers, face-ID terminals, signed permits.
+
+Everything here turns outside input into engine events or into a counted, named rejection;
+nothing outside can open an interlock except through the pure rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from drivers.ble.source import BleSource
+from drivers.face import FaceGate, FaceMqttSource, FaceVerifier, SeqStore, TerminalCfg, VerifierCfg, load_terminal_key
+from drivers.ledger.keys import load_ledger_public_key
+from drivers.ledger.permit_codec import verify_permit
+from gateway.clock import Clock
+from gateway.config import GatewayConfig
+from rules.config import EngineCfg
+from rules.events import Event, PermitUpdate, Rejected
+from rules.permit import Permit
+
+log = structlog.get_logger("inputs")
+
+
+class _FaceClock:
+    def __init__(self, clock: Clock) -> None:
+        self._c = clock
+
+    def now_utc(self) -> datetime:
+        return self._c.utc()
+
+    def now_mono(self) -> float:
+        return self._c.monotonic()
+
+
+def _path(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else base / p
+
+
+def ble_sources(cfg: GatewayConfig, emit: Callable[[Event], None], clock: Clock) -> list[BleSource]:
+    return [
+        BleSource(emit, receiver=r.id, adapter=r.adapter, clock=clock.monotonic)
+        for r in cfg.receivers
+        if r.kind == "bluez"
+    ]
+
+
+def face_gate(
+    cfg: GatewayConfig, base: Path, state_dir: Path, emit: Callable[[Event], None], clock: Clock
+) -> FaceGate | None:
+    if not cfg.face_terminals:
+        return None
+    terminals = {
+        t.id: TerminalCfg(t.id, t.zone, t.alg, load_terminal_key(_path(base, t.key_file), t.alg))
+        for t in cfg.face_terminals
+    }
+    store = SeqStore(state_dir / "face-seq.json")
+    verifier = FaceVerifier(VerifierCfg(terminals, max_skew_s=cfg.face.max_skew_s)).with_last_seq(store.load())
+    return FaceGate(verifier, emit, clock=_FaceClock(clock), store=store)
+
+
+def face_mqtt(cfg: GatewayConfig, gate: FaceGate | None) -> FaceMqttSource | None:
+    if gate is None or not cfg.face.mqtt_topics:
+        return None
+    return FaceMqttSource(gate, cfg.mqtt.url, cfg.face.mqtt_topics, client_id=f"{cfg.site.gateway_id}-face")
+
+
+class PermitLoader:
+    """Verifies signed permits (Ed25519 by the ledger) and hands the good ones to the engine."""
+
+    def __init__(self, cfg: GatewayConfig, ecfg: EngineCfg, base: Path, emit: Callable[[Event], None], clock: Clock):
+        self.cfg = cfg
+        self.zones = {z.id: z.kind for z in ecfg.zones.values()}
+        self.base = base
+        self.emit = emit
+        self.clock = clock
+        self.key = (
+            load_ledger_public_key(_path(base, cfg.ledger.public_key_file)) if cfg.ledger.public_key_file else None
+        )
+        self.accepted = 0
+        self.rejected = 0
+
+    def submit(self, doc: bytes | str | dict[str, Any], source: str) -> Permit | str:
+        """Verify one permit document; the permit, or the rejection reason (counted and sent to the engine)."""
+        if self.key is None:
+            return self._reject(source, "no_key", "ledger.public_key_file is not configured")
+        now_utc = self.clock.utc().timestamp()
+        verdict = verify_permit(doc, self.key, self.cfg.site.id, self.zones, now_utc)
+        if isinstance(verdict, Permit):
+            self.accepted += 1
+            offset = self.clock.utc().timestamp() - self.clock.monotonic()
+            self.emit(PermitUpdate(verdict, offset))
+            log.info("permit_accepted", permit=verdict.permit_id, zone=verdict.zone_id, state=verdict.state.value)
+            return verdict
+        return self._reject(source, verdict.reason.value, verdict.detail)
+
+    def _reject(self, source: str, reason: str, detail: str) -> str:
+        self.rejected += 1
+        log.warning("permit_rejected", source=source, reason=reason, detail=detail)
+        self.emit(Rejected(f"permit:{source}", f"permit_{reason}", detail))
+        return reason
+
+    def load_dir(self) -> int:
+        d = self.cfg.permits.dir
+        if d is None:
+            return 0
+        folder = _path(self.base, d)
+        n = 0
+        for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                doc = f.read_bytes()
+            except OSError as exc:
+                self._reject(f.name, "unreadable", str(exc))
+                continue
+            if isinstance(self.submit(doc, f.name), Permit):
+                n += 1
+        return n
+
+
+def permit_json(p: Permit) -> dict[str, Any]:
+    """A small, JSON-ready view of a permit for the status page and MQTT."""
+    return {
+        "id": p.permit_id,
+        "type": p.type.value,
+        "zone": p.zone_id,
+        "state": p.state.value,
+        "valid_from_utc": datetime.fromtimestamp(p.valid_from, UTC).isoformat(),
+        "valid_to_utc": datetime.fromtimestamp(p.valid_to, UTC).isoformat(),
+        "people": [{"id": x.id, "role": x.role.value} for x in p.people],
+    }
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=str)
