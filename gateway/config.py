@@ -239,6 +239,15 @@ class Mqtt(_Model):
         return v
 
 
+class Sparkplug(_Model):
+    """Sparkplug B 3.0 edge node on the same broker (docs/sparkplug.md)."""
+
+    enabled: bool = False
+    group: Id = "plant"
+    node: Id | None = None
+    """Edge node id; default: the gateway id."""
+
+
 class Ledger(_Model):
     url: str = ""
     """Empty: no ledger (records stay in the outbox)."""
@@ -284,6 +293,7 @@ class GatewayConfig(_Model):
     hot_work: HotWork = HotWork()
     permits: Permits = Permits()
     mqtt: Mqtt = Mqtt()
+    sparkplug: Sparkplug = Sparkplug()
     ledger: Ledger = Ledger()
     tsdb: Tsdb = Tsdb()
     status: Status = Status()

@@ -13,6 +13,7 @@ import random
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -25,7 +26,7 @@ from gateway.executor import Executor
 from gateway.inbox import Inbox
 from gateway.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
 from gateway.loader import engine_cfg
-from gateway.mqtt_out import MqttOut
+from gateway.mqtt_out import MqttOut, broker_password, broker_tls
 from gateway.outputs import OutputBank
 from gateway.records import Records
 from gateway.sdnotify import Notifier, watchdog_interval_s
@@ -34,6 +35,9 @@ from gateway.web import StatusHub, StatusServer
 from rules import engine
 from rules.actions import Action
 from rules.events import Event, Quality, Reading, Tick
+
+if TYPE_CHECKING:
+    from gateway.sparkplug import SparkplugNode
 
 log = structlog.get_logger("daemon")
 
@@ -75,6 +79,7 @@ class Daemon:
         self.face = face_gate(cfg, base, self.state_dir, self.inbox.put, self.clock)
         self.face_mqtt = face_mqtt(cfg, self.face)
         self.permits = PermitLoader(cfg, self.ecfg, base, self.inbox.put, self.clock)
+        self.sparkplug = self._sparkplug() if cfg.sparkplug.enabled else None
         self.executor = Executor(self, self._record)
         self.hub = StatusHub()
         self.web = StatusServer(self, cfg.status.bind, cfg.status.port)
@@ -116,6 +121,37 @@ class Daemon:
             name="mqtt-in",
             keepalive_s=m.keepalive_s,
         )
+
+    def _sparkplug(self) -> SparkplugNode:
+        """One Sparkplug device per zone: its signals (value, quality), state, evacuation and outputs."""
+        from gateway.sparkplug import DataType, MetricDef, SparkplugNode
+
+        F, S, B = DataType.Float, DataType.String, DataType.Boolean
+        devices: dict[str, list[MetricDef]] = {}
+        for zid in self.ecfg.zones:
+            m = [MetricDef("zone/state", S, "normal"), MetricDef("zone/evacuate", B, False)]
+            for sc in self.ecfg.signals_in(zid):
+                m += [MetricDef(f"{sc.quantity}/{sc.id}", F), MetricDef(f"{sc.quantity}/{sc.id}/quality", S, "bad")]
+            m += [MetricDef(f"outputs/{o.id}", B, o.safe) for o in self.ecfg.outputs.values() if o.zone == zid]
+            devices[zid] = m
+        sp, mq = self.cfg.sparkplug, self.cfg.mqtt
+        return SparkplugNode(
+            mq.url,
+            sp.group,
+            sp.node or self.cfg.site.gateway_id,
+            devices,
+            lambda: int(self.clock.utc().timestamp() * 1000),
+            node_metrics=[MetricDef("Properties/version", DataType.String, __version__)],
+            username=mq.username,
+            password=broker_password(mq, self.base),
+            tls=broker_tls(mq, self.base),
+            client_id=f"{self.cfg.site.gateway_id}-sparkplug",
+            keepalive_s=mq.keepalive_s,
+        )
+
+    def sparkplug_update(self, zone: str, metric: str, value: object) -> None:
+        if self.sparkplug is not None:
+            self.sparkplug.update(zone, metric, value, int(self.clock.utc().timestamp() * 1000))
 
     # ---- life cycle -------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -159,6 +195,8 @@ class Daemon:
             await self.outputs.shutdown()
             await self.web.close()
             await self.mqtt.goodbye()
+            if self.sparkplug is not None:
+                await self.sparkplug.goodbye()
             await self.records.close()
             self.buses.close()
             self.notifier.close()
@@ -181,6 +219,8 @@ class Daemon:
                 tg.create_task(b.run(), name=f"ble[{b.receiver}]")
             if self.face_mqtt is not None:
                 tg.create_task(self._supervise(self.face_mqtt.run, "face_mqtt[main]"), name="face_mqtt[main]")
+            if self.sparkplug is not None:
+                tg.create_task(self.sparkplug.run(), name="sparkplug[main]")
             for name, factory in self.extra_tasks:
                 tg.create_task(factory(), name=name)
 
@@ -257,11 +297,20 @@ class Daemon:
             self.rejected_events += 1
             log.warning("event_rejected", event=type(ev).__name__, reason=str(exc))
             return
-        if isinstance(ev, Reading) and ev.quality is Quality.GOOD:
+        if isinstance(ev, Reading):
             sig = self.ecfg.signals[ev.signal]
-            self.mqtt.telemetry(ev.signal, {"value": ev.value, "unit": sig.unit, "quality": "good"}, ev.at)
+            good = ev.quality is Quality.GOOD
+            if good:
+                self.mqtt.telemetry(ev.signal, {"value": ev.value, "unit": sig.unit, "quality": "good"}, ev.at)
+            if self.sparkplug is not None:
+                if good:
+                    self.sparkplug_update(sig.zone, f"{sig.quantity}/{sig.id}", ev.value)
+                self.sparkplug_update(sig.zone, f"{sig.quantity}/{sig.id}/quality", ev.quality.value)
         if actions:
             self.execute(actions, now)
+
+    def zone_state(self, zone: str) -> str:
+        return engine.zone_severity(self.state, zone, self.ecfg).name.lower()
 
     def execute(self, actions: tuple[Action, ...], now: float) -> None:
         self.executor.run(actions, now)

@@ -58,6 +58,7 @@ class Executor:
         for a in actions:  # coils first: nothing may delay a drop
             if isinstance(a, SetOutput):
                 self.d.outputs.command(a.output, a.value)
+                self.d.sparkplug_update(self.d.ecfg.outputs[a.output].zone, f"outputs/{a.output}", a.value)
                 log.info("output_commanded", output=a.output, value=a.value, reason=a.reason)
         for a in actions:
             match a:
@@ -65,6 +66,7 @@ class Executor:
                     pass
                 case AlarmUpdate():
                     self.d.mqtt.state("alarm", (a.zone, a.signal), {"zone": a.zone, "signal": a.signal, **a.state}, now)
+                    self.d.sparkplug_update(a.zone, "zone/state", self.d.zone_state(a.zone))
                     log.info("alarm_changed", zone=a.zone, signal=a.signal, severity=a.state["severity"])
                 case HazardRecord():
                     self._hazard(a, now)
@@ -76,6 +78,7 @@ class Executor:
                         "reason": a.reason,
                     }
                     self.d.mqtt.state("evacuation", (a.zone,), body, now)
+                    self.d.sparkplug_update(a.zone, "zone/evacuate", a.active)
                     log.warning("evacuation", zone=a.zone, active=a.active, inside=list(a.people), reason=a.reason)
                 case PeopleUpdate():
                     self._people(a, now)

@@ -41,6 +41,28 @@ class Message:
     qos: int
 
 
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else base / p
+
+
+def broker_tls(cfg: Mqtt, base: Path) -> ssl.SSLContext | None:
+    """The TLS context for mqtts:// (CA, and a client certificate for mutual TLS); None for mqtt://."""
+    if urlparse(cfg.url).scheme != "mqtts":
+        return None
+    tls = cfg.tls
+    ctx = ssl.create_default_context(cafile=str(_resolve(base, tls.ca_file)) if tls and tls.ca_file else None)
+    if tls and tls.cert_file and tls.key_file:
+        ctx.load_cert_chain(str(_resolve(base, tls.cert_file)), str(_resolve(base, tls.key_file)))
+    return ctx
+
+
+def broker_password(cfg: Mqtt, base: Path) -> str | None:
+    """Read from its file each time a connection is made (never logged, never kept in the config)."""
+    if cfg.password_file is None:
+        return None
+    return _resolve(base, cfg.password_file).read_text(encoding="utf-8").strip()
+
+
 class MqttOut:
     def __init__(
         self, cfg: Mqtt, site: str, gateway: str, clock: Clock, base: Path = Path("."), version: str = ""
@@ -108,31 +130,17 @@ class MqttOut:
 
     def _client(self) -> aiomqtt.Client:
         u = urlparse(self.cfg.url)
-        tls_ctx = None
-        if u.scheme == "mqtts":
-            tls = self.cfg.tls
-            tls_ctx = ssl.create_default_context(
-                cafile=str(self._path(tls.ca_file)) if tls and tls.ca_file else None
-            )
-            if tls and tls.cert_file and tls.key_file:
-                tls_ctx.load_cert_chain(str(self._path(tls.cert_file)), str(self._path(tls.key_file)))
-        password = None
-        if self.cfg.password_file:
-            password = self._path(self.cfg.password_file).read_text(encoding="utf-8").strip()
         return aiomqtt.Client(
             hostname=u.hostname or "127.0.0.1",
             port=u.port or (8883 if u.scheme == "mqtts" else 1883),
             identifier=self.cfg.client_id or f"edge-gateway-{self.site}-{self.gateway}",
             username=self.cfg.username or None,
-            password=password,
+            password=broker_password(self.cfg, self.base),
             will=aiomqtt.Will(self.topic("status"), self._status(False), qos=1, retain=True),
             keepalive=self.cfg.keepalive_s,
-            tls_context=tls_ctx,
+            tls_context=broker_tls(self.cfg, self.base),
             timeout=10,
         )
-
-    def _path(self, p: Path) -> Path:
-        return p if p.is_absolute() else self.base / p
 
     def _wire(self, m: Message) -> bytes:
         age = max(0.0, self.clock.monotonic() - m.at)
