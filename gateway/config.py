@@ -256,10 +256,17 @@ class Ledger(_Model):
 
 
 class Tsdb(_Model):
+    """Raw readings to an InfluxDB-compatible store (InfluxDB 2.x, VictoriaMetrics): telemetry, not safety data."""
+
     url: str = ""
     org: str = "plant"
     bucket: str = "edge"
     token_file: Path | None = None
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    flush_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    max_buffer: Annotated[int, Field(ge=1, le=10_000_000)] = 200_000
+    """Points kept while the store is down; when full the oldest are dropped and counted."""
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
 
 
 class Status(_Model):

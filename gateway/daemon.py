@@ -31,6 +31,7 @@ from gateway.outputs import OutputBank
 from gateway.records import Records
 from gateway.sdnotify import Notifier, watchdog_interval_s
 from gateway.specs import espresense, modbus_specs, mqtt_mappings
+from gateway.tsdb import reading_point
 from gateway.web import StatusHub, StatusServer
 from rules import engine
 from rules.actions import Action
@@ -38,6 +39,7 @@ from rules.events import Event, Quality, Reading, Tick
 
 if TYPE_CHECKING:
     from gateway.sparkplug import SparkplugNode
+    from gateway.tsdb import TsdbWriter
 
 log = structlog.get_logger("daemon")
 
@@ -80,6 +82,7 @@ class Daemon:
         self.face_mqtt = face_mqtt(cfg, self.face)
         self.permits = PermitLoader(cfg, self.ecfg, base, self.inbox.put, self.clock)
         self.sparkplug = self._sparkplug() if cfg.sparkplug.enabled else None
+        self.tsdb = self._tsdb()
         self.executor = Executor(self, self._record)
         self.hub = StatusHub()
         self.web = StatusServer(self, cfg.status.bind, cfg.status.port)
@@ -149,6 +152,24 @@ class Daemon:
             keepalive_s=mq.keepalive_s,
         )
 
+    def _tsdb(self) -> TsdbWriter | None:
+        t = self.cfg.tsdb
+        if not t.url:
+            return None
+        from gateway.tsdb import TsdbWriter
+
+        return TsdbWriter.from_config(
+            t,
+            site=self.cfg.site.id,
+            gateway=self.cfg.site.gateway_id,
+            clock=self.clock,
+            base=self.base,
+            batch_size=t.batch_size,
+            flush_interval_s=t.flush_interval_s,
+            max_buffer=t.max_buffer,
+            timeout_s=t.timeout_s,
+        )
+
     def sparkplug_update(self, zone: str, metric: str, value: object) -> None:
         if self.sparkplug is not None:
             self.sparkplug.update(zone, metric, value, int(self.clock.utc().timestamp() * 1000))
@@ -197,6 +218,8 @@ class Daemon:
             await self.mqtt.goodbye()
             if self.sparkplug is not None:
                 await self.sparkplug.goodbye()
+            if self.tsdb is not None:
+                await self.tsdb.close(timeout_s=3)
             await self.records.close()
             self.buses.close()
             self.notifier.close()
@@ -221,6 +244,8 @@ class Daemon:
                 tg.create_task(self._supervise(self.face_mqtt.run, "face_mqtt[main]"), name="face_mqtt[main]")
             if self.sparkplug is not None:
                 tg.create_task(self.sparkplug.run(), name="sparkplug[main]")
+            if self.tsdb is not None:
+                tg.create_task(self.tsdb.run(), name="tsdb[main]")
             for name, factory in self.extra_tasks:
                 tg.create_task(factory(), name=name)
 
@@ -302,6 +327,12 @@ class Daemon:
             good = ev.quality is Quality.GOOD
             if good:
                 self.mqtt.telemetry(ev.signal, {"value": ev.value, "unit": sig.unit, "quality": "good"}, ev.at)
+            if self.tsdb is not None:
+                self.tsdb.add_point(
+                    reading_point(
+                        ev.signal, sig.quantity, sig.unit, sig.zone, ev.value, ev.quality, self.tsdb.stamp(ev.at)
+                    )
+                )
             if self.sparkplug is not None:
                 if good:
                     self.sparkplug_update(sig.zone, f"{sig.quantity}/{sig.id}", ev.value)

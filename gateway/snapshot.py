@@ -7,6 +7,7 @@ reader can never mistake stale data for good data.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from gateway.clock import iso
@@ -160,5 +161,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         "connectivity": {
             "mqtt": {"connected": d.mqtt.connected, "pending": d.mqtt.pending, "last_error": d.mqtt.last_error},
             "outbox": d.records.stats(),
+            "tsdb": asdict(d.tsdb.status()) if d.tsdb is not None else None,
+            "sparkplug": d.sparkplug.status() if d.sparkplug is not None else None,
         },
     }
