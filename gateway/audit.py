@@ -291,9 +291,7 @@ class TornTail:
 class AuditLog:
     """The single writer of one audit file. Opening restores the head and repairs a torn tail."""
 
-    def __init__(
-        self, path: str | Path, *, fsync_every: int = 1, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, path: str | Path, *, fsync_every: int = 1, clock: Callable[[], float] = time.time) -> None:
         if fsync_every < 1:
             raise ValueError(f"AuditLog({path}): fsync_every must be >= 1, got {fsync_every}")
         self.path = Path(path)

@@ -91,6 +91,10 @@ class DeviceStatusRegs(_Model):
     over_range_mask: Annotated[int, Field(ge=0, le=0xFFFF)] = 0x0004
     bump_address: Annotated[int, Field(ge=0, le=65535)] | None = None
     calibration_address: Annotated[int, Field(ge=0, le=65535)] | None = None
+    bump_interval_h: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+    """A bump test is due this long after the last (DOMAIN.md: every 24 h)."""
+    calibration_interval_days: Annotated[float, Field(gt=0, le=3 * 365)] = 180.0
+    """Calibration is due this long after the last (per the detector's manual; 180 days is a common default)."""
 
 
 class Device(_Model):

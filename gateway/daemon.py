@@ -35,7 +35,7 @@ from gateway.tsdb import reading_point
 from gateway.web import StatusHub, StatusServer
 from rules import engine
 from rules.actions import Action
-from rules.events import Event, Quality, Reading, Tick
+from rules.events import Event, Quality, Reading, SensorDates, Tick
 
 if TYPE_CHECKING:
     from gateway.sparkplug import SparkplugNode
@@ -93,6 +93,7 @@ class Daemon:
         """(name, coroutine factory) run under the same TaskGroup (demo scenario, sims)."""
         self._stop: asyncio.Event | None = None
         self._wd_every = watchdog_interval_s()
+        self._dates: dict[str, tuple[int | None, int | None]] = {}
         self._last_wd = -1e9
 
     def _mqtt_input(self) -> MqttInput | None:
@@ -296,12 +297,25 @@ class Daemon:
                 self.apply(ev)
             now = self.clock.monotonic()
             if now >= next_tick:
+                self._sensor_dates()
                 self.apply(Tick())
                 next_tick = now + tick_s
                 self.outputs.kick()
                 self._liveness(now)
                 # Let the other tasks (drivers, outputs) run even under a flood of events.
                 await asyncio.sleep(0)
+
+    def _sensor_dates(self) -> None:
+        """Detectors' bump/calibration dates (read by the Modbus sources) to the engine, on change."""
+        for src in self.sources:
+            h = src.health
+            if h is None or src.spec.id not in self.ecfg.sensor_intervals:
+                continue
+            dates = (h.bump_utc_s, h.calibration_utc_s)
+            if self._dates.get(src.spec.id) != dates:
+                self._dates[src.spec.id] = dates
+                offset = self.clock.utc().timestamp() - self.clock.monotonic()
+                self.inbox.put(SensorDates(src.spec.id, dates[0], dates[1], offset))
 
     def _liveness(self, now: float) -> None:
         if not self.ready:

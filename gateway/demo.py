@@ -82,7 +82,13 @@ async def demo(args: argparse.Namespace) -> int:
     for d in cfg.devices:
         if d.transport != "modbus_tcp":
             continue
-        sims[d.id] = RelayModuleSim(n=8) if d.watchdog else GasDetectorSim()
+        # Detectors bump-tested an hour ago and calibrated a month ago (an overdue one blocks hot work).
+        now = int(time.time())
+        sims[d.id] = (
+            RelayModuleSim(n=8)
+            if d.watchdog
+            else GasDetectorSim(bump_utc_s=now - 3600, calibration_utc_s=now - 30 * 86400)
+        )
     broker = None
     try:
         for sim in sims.values():

@@ -378,6 +378,16 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
             }
         ),
         entrances=MappingProxyType({z.id: z.entrance for z in cfg.zones if z.entrance}),
+        # Only detectors that report both dates are tracked; until read, their signals count as overdue.
+        sensor_intervals=MappingProxyType(
+            {
+                d.id: (d.status.bump_interval_h * 3600.0, d.status.calibration_interval_days * 86400.0)
+                for d in cfg.devices
+                if d.status is not None
+                and d.status.bump_address is not None
+                and d.status.calibration_address is not None
+            }
+        ),
         hot_work=HotWorkCfg(
             face_window_s=hw.face_window_s,
             face_presence_s=hw.face_presence_s,

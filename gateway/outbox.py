@@ -39,8 +39,16 @@ from typing import Any, TypeVar
 import structlog
 
 __all__ = [
-    "STREAMS", "Outbox", "OutboxError", "OutboxFull", "OutboxRecord", "OutboxStats", "Send", "SendKind",
-    "SendResult", "State",
+    "STREAMS",
+    "Outbox",
+    "OutboxError",
+    "OutboxFull",
+    "OutboxRecord",
+    "OutboxStats",
+    "Send",
+    "SendKind",
+    "SendResult",
+    "State",
 ]
 
 log = structlog.get_logger(__name__)
@@ -103,8 +111,10 @@ class OutboxFull(OutboxError):
         self.wanted = wanted
         """How many records the refused call tried to add."""
         super().__init__(
-            path, "put", f"full: {undelivered} undelivered of {limit} allowed, {wanted} more refused; "
-            "restore the ledger link or raise max_records"
+            path,
+            "put",
+            f"full: {undelivered} undelivered of {limit} allowed, {wanted} more refused; "
+            "restore the ledger link or raise max_records",
         )
 
 
@@ -254,7 +264,6 @@ class Outbox:
         self._blocked: set[str] = set()
         self._running = False
         self._log = log.bind(outbox=str(self.path))
-
 
     async def __aenter__(self) -> Outbox:
         await self.open()
@@ -430,7 +439,8 @@ class Outbox:
             seen: set[str] = set()
             for req in batch:
                 fresh = [
-                    r for r in req.records
+                    r
+                    for r in req.records
                     if r[1] not in seen and con.execute("SELECT 1 FROM outbox WHERE key=?", (r[1],)).fetchone() is None
                 ]
                 if len(fresh) < len(req.records):
@@ -469,7 +479,6 @@ class Outbox:
         if self._con is None:
             raise sqlite3.ProgrammingError("outbox database is closed")
         return self._con
-
 
     async def run(self, send: Send) -> None:
         """Deliver every stream in order until cancelled: one sender task per stream.
@@ -537,9 +546,13 @@ class Outbox:
         return max(delay, min(retry_after_s or 0.0, self.backoff_max_s))
 
     def _head(self, stream: str) -> tuple[int, str, str] | None:
-        row = self._db().execute(
-            "SELECT id, key, body FROM outbox WHERE stream=? AND state='pending' ORDER BY id LIMIT 1", (stream,)
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT id, key, body FROM outbox WHERE stream=? AND state='pending' ORDER BY id LIMIT 1", (stream,)
+            )
+            .fetchone()
+        )
         return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
     @contextlib.contextmanager
@@ -594,7 +607,6 @@ class Outbox:
         self._counts.pending -= changed
         self._counts.parked += changed
 
-
     async def retry(self, record_id: int) -> bool:
         """Un-park one record: it becomes pending and is sent next in its stream.
 
@@ -644,6 +656,4 @@ class Outbox:
 
     def stats(self) -> OutboxStats:
         c = self._counts
-        return OutboxStats(
-            c.pending, c.parked, c.sent, self._transactions, self._puts, tuple(sorted(self._blocked))
-        )
+        return OutboxStats(c.pending, c.parked, c.sent, self._transactions, self._puts, tuple(sorted(self._blocked)))

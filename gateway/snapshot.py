@@ -27,6 +27,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
     s, cfg = d.state, d.ecfg
     signals = []
     alarms = []
+    late = engine.overdue(s, now, cfg)
     for sid, sc in cfg.signals.items():
         st = s.signals[sid]
         summ = st.summary(sc)
@@ -42,6 +43,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
                 "reason": st.reason,
                 "age_s": None if st.at is None else round(now - st.at, 2),
                 "stale": not fresh,
+                "bump_or_calibration_overdue": sid in late,
                 "severity": summ["severity"],
                 "limits": [
                     {

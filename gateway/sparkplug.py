@@ -68,9 +68,15 @@ class DataType(IntEnum):
 
 
 _INT_BITS = {
-    DataType.Int8: (8, True), DataType.Int16: (16, True), DataType.Int32: (32, True), DataType.Int64: (64, True),
-    DataType.UInt8: (8, False), DataType.UInt16: (16, False), DataType.UInt32: (32, False),
-    DataType.UInt64: (64, False), DataType.DateTime: (64, False),
+    DataType.Int8: (8, True),
+    DataType.Int16: (16, True),
+    DataType.Int32: (32, True),
+    DataType.Int64: (64, True),
+    DataType.UInt8: (8, False),
+    DataType.UInt16: (16, False),
+    DataType.UInt32: (32, False),
+    DataType.UInt64: (64, False),
+    DataType.DateTime: (64, False),
 }
 _STRINGS = {DataType.String, DataType.Text, DataType.UUID}
 _BYTES = {DataType.Bytes, DataType.File}
@@ -334,10 +340,19 @@ class SparkplugNode:
     def status(self) -> dict[str, Any]:
         """Counters and state for the status page (JSON-ready)."""
         return {
-            "connected": self.connected, "group": self.group, "node": self.node, "bd_seq": self.bd_seq,
-            "seq": self.seq, "births": self.births, "rebirth_requests": self.rebirth_requests, "sent": self.sent,
-            "pending": self.pending, "coalesced": self.coalesced, "bad_commands": self.bad_commands,
-            "ignored_commands": self.ignored_commands, "last_error": self.last_error,
+            "connected": self.connected,
+            "group": self.group,
+            "node": self.node,
+            "bd_seq": self.bd_seq,
+            "seq": self.seq,
+            "births": self.births,
+            "rebirth_requests": self.rebirth_requests,
+            "sent": self.sent,
+            "pending": self.pending,
+            "coalesced": self.coalesced,
+            "bad_commands": self.bad_commands,
+            "ignored_commands": self.ignored_commands,
+            "last_error": self.last_error,
         }
 
     @property

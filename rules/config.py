@@ -155,6 +155,9 @@ class EngineCfg:
     """Confined-space zone -> the zone at its entrance where the attendant must be."""
     hot_work: HotWorkCfg | None = None
     """Interlock tuning; None: the documented defaults (rules/interlock.py)."""
+    sensor_intervals: Mapping[str, tuple[float, float]] = field(default_factory=_frozen)  # type: ignore[arg-type]
+    """Device -> (bump-test interval s, calibration interval s) for detectors that report their dates
+    (DOMAIN.md: bump test every 24 h; calibration per device). Until dates are read, they count as overdue."""
 
     def __post_init__(self) -> None:
         for sid, s in self.signals.items():

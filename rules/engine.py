@@ -24,6 +24,7 @@ from rules.events import (
     Reading,
     ReceiverStatus,
     Rejected,
+    SensorDates,
     Sighting,
     Silence,
     Tick,
@@ -47,6 +48,8 @@ class EngineState:
     silenced_until: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     rejected: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     """Count of rejected inputs per reason (shown on the status page)."""
+    sensor_dates: Mapping[str, tuple[float | None, float | None]] = field(default_factory=lambda: MappingProxyType({}))
+    """Device -> (last bump test, last calibration) in monotonic seconds (None: never)."""
     plant: plant.PlantState = plant.PlantState()
     """Presence, confined spaces, faces, permits and hot-work interlocks."""
     steps: int = 0
@@ -80,6 +83,14 @@ def step(s: EngineState, ev: Event, now: float, cfg: EngineCfg) -> tuple[EngineS
             s = replace(s, plant=replace(s.plant, faces=MappingProxyType(faces)))
         case PermitUpdate():
             s = _permit(s, ev, acts)
+        case SensorDates():
+            dates = dict(s.sensor_dates)
+            mono = tuple(None if u is None else u - ev.utc_offset for u in (ev.bump_utc, ev.calibration_utc))
+            dates[ev.device] = (mono[0], mono[1])
+            s = replace(s, sensor_dates=MappingProxyType(dates))
+            acts.append(
+                Note("sensor_dates", {"device": ev.device, "bump_utc": ev.bump_utc, "cal_utc": ev.calibration_utc})
+            )
         case Ack():
             s = _ack(s, ev, now, cfg, acts)
         case Silence():
@@ -155,7 +166,9 @@ def _refresh(
     acts.extend(out)
     if ps.permits:
         sev = {z: zone_severity(s, z, cfg) for z in affected}
-        ps, out = plant.refresh_hot_work(ps, zones, now, cfg, s.signals, sev, bool(s.output_fault))
+        ps, out = plant.refresh_hot_work(
+            ps, zones, now, cfg, s.signals, sev, bool(s.output_fault), overdue(s, now, cfg)
+        )
         acts.extend(out)
     return replace(s, plant=ps)
 
@@ -241,6 +254,19 @@ def _commit_signal(
         if after.fault.active and not before.fault.active:
             acts.append(Note("signal_fault", {"signal": sid, "reason": after.fault.reason}))
     return s
+
+
+def overdue(s: EngineState, now: float, cfg: EngineCfg) -> frozenset[str]:
+    """Signals whose detector's bump test or calibration is overdue (or not yet known)."""
+    late: set[str] = set()
+    for sid, sc in cfg.signals.items():
+        iv = cfg.sensor_intervals.get(sc.device)
+        if iv is None:
+            continue
+        bump, cal = s.sensor_dates.get(sc.device, (None, None))
+        if bump is None or cal is None or now - bump > iv[0] or now - cal > iv[1]:
+            late.add(sid)
+    return frozenset(late)
 
 
 def zone_severity(s: EngineState, zone: str, cfg: EngineCfg) -> Severity:

@@ -158,6 +158,18 @@ class PermitUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class SensorDates:
+    """A detector's last bump test and calibration, as its status registers report them (on change)."""
+
+    device: str
+    bump_utc: float | None
+    """Unix seconds of the last passed bump test; None: never done (or not reported)."""
+    calibration_utc: float | None
+    utc_offset: float
+    """now_utc - now_mono when read: the rules compare in monotonic time."""
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """Bad input that a driver refused: counted and shown, never acted on."""
 
@@ -178,6 +190,7 @@ Event = (
     | ReceiverStatus
     | FaceMatch
     | PermitUpdate
+    | SensorDates
     | Rejected
 )
 
@@ -192,4 +205,5 @@ SAFETY_EVENTS: tuple[type, ...] = (
     ReceiverStatus,
     FaceMatch,
     PermitUpdate,
+    SensorDates,
 )

@@ -173,6 +173,7 @@ def _inputs(
     signals: Mapping[str, SignalState],
     zone_sev: Severity,
     output_fault: bool,
+    overdue: frozenset[str] = frozenset(),
 ) -> Inputs:
     p = view.permit
     zone = p.zone_id
@@ -187,7 +188,7 @@ def _inputs(
         zone_severity=zone_sev,
         present={who: seen_in(ps, who, zone, cfg) for who in people},
         faces=ps.faces,
-        overdue=frozenset(),
+        overdue=overdue,
         output_fault=output_fault,
     )
 
@@ -200,6 +201,7 @@ def refresh_hot_work(
     signals: Mapping[str, SignalState],
     severity_of: Mapping[str, Severity],
     output_fault: bool,
+    overdue: frozenset[str] = frozenset(),
 ) -> tuple[PlantState, list[Action]]:
     """Step the interlock of every hot-work permit (in `zones`, or all when None)."""
     hcfg = cfg.hot_work or HOT_WORK_DEFAULTS
@@ -213,7 +215,7 @@ def refresh_hot_work(
             continue
         sev = severity_of.get(view.permit.zone_id, Severity.ALARM)  # unknown zone: never safe
         st = states.get(pid) or interlock.initial(pid)
-        st, out = interlock.step(st, _inputs(ps, view, now, cfg, signals, sev, output_fault), now, hcfg)
+        st, out = interlock.step(st, _inputs(ps, view, now, cfg, signals, sev, output_fault, overdue), now, hcfg)
         states[pid] = st
         acts.extend(out)
     return replace(ps, hot_work=MappingProxyType(states)), acts

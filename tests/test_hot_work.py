@@ -160,6 +160,7 @@ async def test_release_drop_on_lel_walk_out_kill9_and_restart(
     bus = os.environ["DBUS_SYSTEM_BUS_ADDRESS"]
     async with plant(broker.port, tmp_path) as p:
         cfg = setup_config(p, tmp_path)
+        p.bay.set_dates(int(time.time()) - 3600, int(time.time()) - 30 * 86400)  # bump-tested today, calibrated
         crew = Crew(bluez)
         crew_task = asyncio.create_task(crew.run())
         term = FaceTerminalSim("ft-bay2", "hmac-sha256", bytes(range(32)))

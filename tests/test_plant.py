@@ -19,7 +19,10 @@ from rules.presence import PresenceCfg
 from rules.profiles import resolve
 
 WELDER, WATCH, ENTRANT_A, ENTRANT_B, ATTENDANT = "E1", "E2", "E3", "E4", "E5"
-BADGE = {p: f"ibeacon:e5ca1ade-f007-ba11-0000-000000000000:1:{i}" for i, p in enumerate([WELDER, WATCH, ENTRANT_A, ENTRANT_B, ATTENDANT], 1)}  # noqa: E501
+BADGE = {
+    p: f"ibeacon:e5ca1ade-f007-ba11-0000-000000000000:1:{i}"
+    for i, p in enumerate([WELDER, WATCH, ENTRANT_A, ENTRANT_B, ATTENDANT], 1)
+}
 STRANGER = "ibeacon:e5ca1ade-f007-ba11-0000-000000000000:9:9"
 OFFSET = 1_700_000_000.0  # utc = mono + OFFSET
 
@@ -214,6 +217,30 @@ def test_interlock_releases_the_ignition_coil_only_when_everything_holds_and_dro
     r.seen(WELDER, "rx-bay")
     r.seen(WATCH, "rx-bay")
     assert not r.coils["ign"]
+
+
+def test_overdue_bump_test_blocks_release_and_a_fresh_one_allows_it() -> None:
+    from dataclasses import replace as dc_replace
+
+    from rules.events import SensorDates
+
+    cfg = dc_replace(CFG, sensor_intervals=MappingProxyType({"det-bay": (86400.0, 180 * 86400.0)}))
+    s = initial(cfg)
+    t = 1.0
+    events: list[object] = [PermitUpdate(hot_work_permit(), OFFSET)]
+    events += [Reading(sid, v, t) for sid, v in GOOD.items()]
+    events += [Sighting(BADGE[WELDER], "rx-bay", -60.0, t), Sighting(BADGE[WATCH], "rx-bay", -60.0, t)]
+    events += [SensorDates("det-bay", OFFSET - 2 * 86400, OFFSET - 86400, OFFSET)]  # bump test 2 days old
+    events += [FaceMatch("ft-bay", WELDER, t, "utc", 1, "bay")]
+    for e in events:
+        s, _ = step(s, e, t, cfg)  # type: ignore[arg-type]
+    hw = s.plant.hot_work["HW-1"]
+    assert not hw.released
+    assert hw.checklist is not None
+    assert not next(i for i in hw.checklist.items if i.name == "sensors_in_date").ok
+    s, _ = step(s, SensorDates("det-bay", OFFSET - 600, OFFSET - 86400, OFFSET), t, cfg)
+    s, _ = step(s, FaceMatch("ft-bay", WELDER, t, "utc", 2, "bay"), t, cfg)
+    assert s.plant.hot_work["HW-1"].released
 
 
 def test_face_at_another_zones_terminal_never_releases() -> None:
