@@ -93,7 +93,7 @@ def _run(path: Path, duration: float | None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
-    daemon = Daemon(cfg, base=path.parent, config_hash=config_hash(path))
+    daemon = Daemon(cfg, base=path.parent, config_hash=config_hash(path), config_path=path)
     return asyncio.run(daemon.run(duration))
 
 

@@ -19,9 +19,9 @@ import structlog
 
 from drivers.modbus import BusRegistry, ModbusSource
 from drivers.mqtt_in import MqttInput, TlsOptions
-from gateway import __version__
+from gateway import __version__, statefile
 from gateway.clock import Clock, SystemClock
-from gateway.config import GatewayConfig
+from gateway.config import ConfigError, GatewayConfig
 from gateway.executor import Executor
 from gateway.inbox import Inbox
 from gateway.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
@@ -33,7 +33,7 @@ from gateway.sdnotify import Notifier, watchdog_interval_s
 from gateway.specs import espresense, modbus_specs, mqtt_mappings
 from gateway.tsdb import reading_point
 from gateway.web import StatusHub, StatusServer
-from rules import engine
+from rules import engine, persist
 from rules.actions import Action
 from rules.events import Event, Quality, Reading, SensorDates, Tick
 
@@ -58,12 +58,14 @@ class Daemon:
         clock: Clock | None = None,
         notifier: Notifier | None = None,
         config_hash: str = "",
+        config_path: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.base = base
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
         self.config_hash = config_hash
+        self.config_path = config_path
         self.ecfg = engine_cfg(cfg)
         self.state = engine.initial(self.ecfg)
         self.inbox = Inbox(safety_signals=frozenset(s.id for s in cfg.signals if s.quantity in GAS))
@@ -94,6 +96,8 @@ class Daemon:
         self._stop: asyncio.Event | None = None
         self._wd_every = watchdog_interval_s()
         self._dates: dict[str, tuple[int | None, int | None]] = {}
+        self._saved_latches: dict[str, object] | None = None
+        self._save_wake = asyncio.Event()
         self._last_wd = -1e9
 
     def _mqtt_input(self) -> MqttInput | None:
@@ -186,10 +190,12 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         log.info(
             "gateway_starting",
             version=__version__,
             config_hash=self.config_hash,
+            config=str(self.config_path) if self.config_path else None,
             site=self.cfg.site.id,
             gateway=self.cfg.site.gateway_id,
         )
@@ -198,6 +204,7 @@ class Daemon:
             await self.outputs.write_safe_all()
             self.safe_at = self.clock.monotonic()
             await self.records.open()  # after the outputs are safe: a bad disk must not delay that
+            self._restore()
             self.permits.load_dir()
             tasks = asyncio.create_task(self._supervisor(), name="supervisor[main]")
             stopper = asyncio.create_task(self._stopper(duration), name="stopper[main]")
@@ -211,8 +218,9 @@ class Daemon:
                 if pending:
                     self._log_stuck()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            self._save_latches()
             self.notifier.stopping()
             await self.outputs.shutdown()
             await self.web.close()
@@ -239,6 +247,7 @@ class Daemon:
                 tg.create_task(self._supervise(self.mqtt_in.run, "mqtt_in[main]"), name="mqtt_in[main]")
             tg.create_task(self.web.run(), name="status[http]")
             tg.create_task(self.records.run(), name="records[main]")
+            tg.create_task(self._saver(), name="statefile[main]")
             for b in self.ble:
                 tg.create_task(b.run(), name=f"ble[{b.receiver}]")
             if self.face_mqtt is not None:
@@ -359,6 +368,81 @@ class Daemon:
 
     def execute(self, actions: tuple[Action, ...], now: float) -> None:
         self.executor.run(actions, now)
+        self._save_wake.set()
+
+    # ---- state across restarts, and SIGHUP -------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def _restore(self) -> None:
+        saved = statefile.read(self.state_file)
+        if saved is None:
+            return
+        self.state, skipped = persist.restore(self.state, saved, self.ecfg, self.clock.monotonic())
+        self._saved_latches = persist.latched(self.state)
+        log.warning(
+            "state_restored",
+            latched_signals=sorted(saved.get("signals") or {}),
+            evacuations=sorted(saved.get("evacuations") or {}),
+            output_fault=saved.get("output_fault"),
+            skipped=skipped,
+        )
+
+    def _save_latches(self) -> None:
+        now = persist.latched(self.state)
+        if now == self._saved_latches:
+            return
+        try:
+            statefile.write(self.state_file, now)
+            self._saved_latches = now
+        except OSError as exc:
+            log.error("state_file_write_failed", path=str(self.state_file), error=str(exc))
+
+    async def _saver(self) -> None:
+        """Write the latches when they change (checked at most every 0.2 s, off the engine loop)."""
+        while True:
+            await self._save_wake.wait()
+            self._save_wake.clear()
+            now = persist.latched(self.state)
+            if now != self._saved_latches:
+                try:
+                    await asyncio.to_thread(statefile.write, self.state_file, now)
+                    self._saved_latches = now
+                except OSError as exc:
+                    log.error("state_file_write_failed", path=str(self.state_file), error=str(exc))
+            await asyncio.sleep(0.2)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read and validate the config. Rules-level changes apply at once; changes to
+        devices, outputs or connections need a restart (said so); an invalid file changes nothing."""
+        from gateway.loader import load
+
+        if self.config_path is None:
+            log.warning("config_reload_ignored", why="started without a config file")
+            return
+        try:
+            new = load(self.config_path)
+        except ConfigError as exc:
+            log.error("config_reload_rejected", path=str(self.config_path), problems=[str(p) for p in exc.problems],
+                      kept="the running configuration")  # fmt: skip
+            return
+        structural = [
+            k for k in ("devices", "outputs", "mqtt", "status", "state", "ledger", "tsdb", "sparkplug", "receivers",
+                        "face_terminals", "face", "site")
+            if getattr(new, k) != getattr(self.cfg, k)
+        ]  # fmt: skip
+        if [s.id for s in new.signals] != [s.id for s in self.cfg.signals]:
+            structural.append("signals (ids)")
+        new_hash = config_hash(self.config_path)
+        if structural:
+            log.warning("config_reload_needs_restart", changed=structural, kept="the running configuration",
+                        fix="systemctl restart edge-gateway")  # fmt: skip
+            return
+        self.cfg, self.ecfg, self.config_hash = new, engine_cfg(new), new_hash
+        self.people = {p.id: p.name for p in new.people}
+        self.permits.load_dir()
+        log.info("config_reloaded", config_hash=new_hash)
 
     def _record(self, stream: str, body: dict[str, object]) -> None:
         self.records.record(stream, body)
