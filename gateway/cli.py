@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a configuration and print a summary")
     chk.add_argument("file", type=Path)
 
+    audit = sub.add_parser("audit", help="check or replay the audit log")
+    audit.add_argument("action", choices=["verify", "replay"])
+    audit.add_argument("file", type=Path)
+
     hp = sub.add_parser("hash-password", help="make a password hash for status.users (reads the password)")
     hp.add_argument("--stdin", action="store_true", help="read the password from standard input")
 
@@ -112,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         case "check-config":
             return _check_config(args.file)
+        case "audit":
+            if args.action == "verify":
+                from gateway.audit import audit_verify_main
+
+                return audit_verify_main(args.file)
+            from gateway.replay import audit_replay_main
+
+            return audit_replay_main(args.file)
         case "hash-password":
             from gateway.auth import hash_password_main
 

@@ -19,7 +19,7 @@ import structlog
 
 from drivers.modbus import BusRegistry, ModbusSource
 from drivers.mqtt_in import MqttInput, TlsOptions
-from gateway import __version__, statefile
+from gateway import __version__, replay, statefile
 from gateway.clock import Clock, SystemClock
 from gateway.config import ConfigError, GatewayConfig
 from gateway.executor import Executor
@@ -36,6 +36,7 @@ from gateway.web import StatusHub, StatusServer
 from rules import engine, persist
 from rules.actions import Action
 from rules.events import Event, Quality, Reading, SensorDates, Tick
+from rules.interlock import ChecklistChanged, Ignition
 
 if TYPE_CHECKING:
     from gateway.sparkplug import SparkplugNode
@@ -339,6 +340,7 @@ class Daemon:
     def apply(self, ev: Event) -> None:
         """One engine step and its actions. An event the engine refuses is counted, never fatal."""
         now = self.clock.monotonic()
+        prev = self.state
         try:
             self.state, actions = engine.step(self.state, ev, now, self.ecfg)
         except engine.EngineError as exc:
@@ -362,6 +364,9 @@ class Daemon:
                 self.sparkplug_update(sig.zone, f"{sig.quantity}/{sig.id}/quality", ev.quality.value)
         if actions:
             self.execute(actions, now)
+            if any(isinstance(a, Ignition | ChecklistChanged) for a in actions):
+                for rec in replay.decision_records(prev, self.state, now, self.ecfg):
+                    self.records.audit_line(rec.pop("kind"), rec)
 
     def zone_state(self, zone: str) -> str:
         return engine.zone_severity(self.state, zone, self.ecfg).name.lower()
