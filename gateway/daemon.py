@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import random
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ from gateway.executor import Executor
 from gateway.inbox import Inbox
 from gateway.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
 from gateway.loader import engine_cfg
+from gateway.metrics import Metrics
 from gateway.mqtt_out import MqttOut, broker_password, broker_tls
 from gateway.outputs import OutputBank
 from gateway.records import Records
@@ -87,6 +89,8 @@ class Daemon:
         self.sparkplug = self._sparkplug() if cfg.sparkplug.enabled else None
         self.tsdb = self._tsdb()
         self.executor = Executor(self, self._record)
+        self.metrics = Metrics()
+        self.outputs.on_write = self.metrics.output_write.observe
         self.hub = StatusHub()
         self.web = StatusServer(self, cfg.status.bind, cfg.status.port)
         self.ready = False
@@ -341,6 +345,7 @@ class Daemon:
         """One engine step and its actions. An event the engine refuses is counted, never fatal."""
         now = self.clock.monotonic()
         prev = self.state
+        t0 = time.perf_counter()
         try:
             self.state, actions = engine.step(self.state, ev, now, self.ecfg)
         except engine.EngineError as exc:
@@ -348,6 +353,7 @@ class Daemon:
             log.warning("event_rejected", event=type(ev).__name__, reason=str(exc))
             return
         if isinstance(ev, Reading):
+            self.metrics.readings[(ev.signal, ev.quality.value)] += 1
             sig = self.ecfg.signals[ev.signal]
             good = ev.quality is Quality.GOOD
             if good:
@@ -367,6 +373,7 @@ class Daemon:
             if any(isinstance(a, Ignition | ChecklistChanged) for a in actions):
                 for rec in replay.decision_records(prev, self.state, now, self.ecfg):
                     self.records.audit_line(rec.pop("kind"), rec)
+        self.metrics.engine_step.observe(time.perf_counter() - t0)
 
     def zone_state(self, zone: str) -> str:
         return engine.zone_severity(self.state, zone, self.ecfg).name.lower()

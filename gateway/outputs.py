@@ -70,6 +70,8 @@ class OutputBank:
         self._last_beat: dict[str, float] = {}
         self._wake = asyncio.Event()
         self.writes = 0
+        self.on_write: Callable[[float], None] | None = None
+        """Called with each write's duration (write + read-back), for /metrics."""
 
     async def write_safe_all(self) -> bool:
         """Every coil to its safe value, read back, then re-arm the modules. True if all confirmed."""
@@ -130,7 +132,10 @@ class OutputBank:
         # Toward safe first: a drop must never wait behind a release.
         for oid, value in sorted(batch.items(), key=lambda kv: kv[1] != self.outputs[kv[0]].safe):
             o = self.outputs[oid]
+            t0 = self._clock()
             fb = await self.modules[o.module].set_output(oid, o.coil, value)
+            if self.on_write is not None:
+                self.on_write(self._clock() - t0)
             self.writes += 1
             self.commanded[oid] = value
             self.observed[oid] = fb.observed

@@ -68,6 +68,7 @@ class StatusServer:
                 web.get("/api/state", self.state),
                 web.get("/api/events", self.events),
                 web.get("/healthz", self.healthz),
+                web.get("/metrics", self.metrics),
             ]
         )
         self._runner: web.AppRunner | None = None
@@ -169,6 +170,13 @@ class StatusServer:
 
     async def state(self, request: web.Request) -> web.Response:
         return web.json_response(snapshot(self.d))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        from gateway.metrics import render
+
+        return web.Response(
+            body=render(self.d).encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         ok = self.d.ready and not self.d.state.output_fault

@@ -156,6 +156,20 @@ async def test_api_state_shows_zones_signals_alarms_outputs(broker: Mosquitto, t
         assert state["alarms"] == []
         perm = next(o for o in state["outputs"] if o["id"] == "t101_permissive")
         assert perm["commanded"] is True and perm["observed"] is True
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{p.http_port}/metrics") as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = await r.text()
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)  # every sample line parses
+        assert samples["edge_up"] == 1.0
+        assert samples['edge_readings_total{signal="t101_o2",quality="good"}'] >= 1
+        assert samples['edge_output_energized{output="t101_permissive"}'] == 1
+        assert samples["edge_engine_step_seconds_count"] > 0
+        assert samples['edge_output_write_seconds_bucket{le="+Inf"}'] >= 1
+        assert "edge_outbox_depth" in samples and "edge_mqtt_connected" in samples
 
 
 async def test_output_readback_mismatch_forces_everything_safe(broker: Mosquitto, tmp_path: Path) -> None:

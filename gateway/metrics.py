@@ -1,0 +1,121 @@
+"""/metrics in the Prometheus text exposition format (0.0.4), written by hand: a few gauges,
+counters and two latency histograms need no client library."""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.daemon import Daemon
+
+BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Histogram:
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS_S) + 1)
+        self.sum = 0.0
+        self.n = 0
+
+    def observe(self, v: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS_S, v)] += 1
+        self.sum += v
+        self.n += 1
+
+    def lines(self, name: str, help_: str) -> list[str]:
+        out = [f"# HELP {name} {help_}", f"# TYPE {name} histogram"]
+        acc = 0
+        for b, c in zip(BUCKETS_S, self.counts, strict=False):
+            acc += c
+            out.append(f'{name}_bucket{{le="{b}"}} {acc}')
+        out += [f'{name}_bucket{{le="+Inf"}} {self.n}', f"{name}_sum {self.sum:.6f}", f"{name}_count {self.n}"]
+        return out
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.readings: Counter[tuple[str, str]] = Counter()
+        """(signal, quality) -> readings seen by the engine."""
+        self.engine_step = Histogram()
+        self.output_write = Histogram()
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(d: Daemon) -> str:
+    m = d.metrics
+    out: list[str] = []
+
+    def family(name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        out.extend([f"# HELP {name} {help_}", f"# TYPE {name} {kind}"])
+        for labels, v in samples:
+            lab = ",".join(f'{k}="{_esc(x)}"' for k, x in labels.items())
+            out.append(f"{name}{{{lab}}} {v}" if lab else f"{name} {v}")
+
+    family("edge_up", "gauge", "1 once the first engine cycle ran", [({}, 1.0 if d.ready else 0.0)])
+    family(
+        "edge_readings_total", "counter", "Readings applied by the engine",
+        [({"signal": s, "quality": q}, n) for (s, q), n in sorted(m.readings.items())],
+    )  # fmt: skip
+    rejected: Counter[str] = Counter(dict(d.state.rejected))
+    if d.face is not None:
+        rejected.update({f"face_{k}": v for k, v in d.face.counts.items() if k != "accepted"})
+    if d.mqtt_in is not None:
+        rejected.update({f"mqtt_{k}": v for k, v in d.mqtt_in.rejected.items()})
+    family(
+        "edge_rejected_total",
+        "counter",
+        "Inputs refused, by reason",
+        [({"reason": r}, n) for r, n in sorted(rejected.items())],
+    )
+    family("edge_engine_rejected_events_total", "counter", "Events the engine refused", [({}, d.rejected_events)])
+    out += m.engine_step.lines("edge_engine_step_seconds", "Time to apply one event and dispatch its actions")
+    out += m.output_write.lines("edge_output_write_seconds", "Coil write plus read-back")
+    stats = d.records.stats()
+    family("edge_outbox_depth", "gauge", "Ledger records not yet delivered", [({}, stats["depth"] or 0)])
+    family(
+        "edge_outbox_parked",
+        "gauge",
+        "Ledger records refused (4xx), waiting for an operator",
+        [({}, stats["parked"] or 0)],
+    )
+    family(
+        "edge_records_fault",
+        "gauge",
+        "1 while records cannot be written (disk full, ...)",
+        [({}, 1 if stats["fault"] else 0)],
+    )
+    family(
+        "edge_mqtt_connected",
+        "gauge",
+        "1 while the northbound broker is connected",
+        [({}, 1 if d.mqtt.connected else 0)],
+    )
+    safety, telemetry = d.inbox.depth()
+    family(
+        "edge_inbox_depth",
+        "gauge",
+        "Events waiting for the engine",
+        [({"lane": "safety"}, safety), ({"lane": "telemetry"}, telemetry)],
+    )
+    family(
+        "edge_inbox_dropped_total",
+        "counter",
+        "Telemetry events dropped under overload (never safety)",
+        [({}, d.inbox.dropped)],
+    )
+    family(
+        "edge_output_energized", "gauge", "Commanded coil state per output",
+        [({"output": o}, 1 if v else 0) for o, v in sorted(d.outputs.commanded.items())],
+    )  # fmt: skip
+    family(
+        "edge_output_fault",
+        "gauge",
+        "1 while an output read-back fault holds everything safe",
+        [({}, 1 if d.state.output_fault else 0)],
+    )
+    return "\n".join(out) + "\n"
