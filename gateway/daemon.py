@@ -78,8 +78,16 @@ class Daemon:
         self.sources = [ModbusSource(spec, self.inbox.put, mono, self.buses) for spec in specs.values() if spec.points]
         self.outputs = OutputBank(cfg, specs, self.buses, self.inbox.put, mono)
         self.mqtt_in = self._mqtt_input()
-        self.mqtt = MqttOut(cfg.mqtt, cfg.site.id, cfg.site.gateway_id, self.clock, base, __version__)
         self.state_dir = cfg.state.dir if cfg.state.dir.is_absolute() else base / cfg.state.dir
+        self.mqtt = MqttOut(
+            cfg.mqtt,
+            cfg.site.id,
+            cfg.site.gateway_id,
+            self.clock,
+            base,
+            __version__,
+            self.state_dir / "mqtt-spill.jsonl",
+        )
         self.records = Records(cfg, self.state_dir, base, self.clock)
         self.people = {p.id: p.name for p in cfg.people}
         self.ble = ble_sources(cfg, self.inbox.put, self.clock)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import ssl
 from collections import OrderedDict, deque
@@ -39,6 +40,8 @@ class Message:
     """Monotonic time of the fact (age is computed from it when sent)."""
     retain: bool
     qos: int
+    spilled: bool = False
+    """Moved to the spill file (it is sent from there, in order, not re-sent from memory)."""
 
 
 def _resolve(base: Path, p: Path) -> Path:
@@ -63,9 +66,66 @@ def broker_password(cfg: Mqtt, base: Path) -> str | None:
     return _resolve(base, cfg.password_file).read_text(encoding="utf-8").strip()
 
 
+class Spill:
+    """Safety messages beyond the in-memory bound, on disk as JSON lines, oldest first.
+
+    The wire payload is written (with its age fixed at spill time relative to UTC), so a
+    message read back is sent exactly as it would have been. A file left by a previous run
+    is sent first on the next connection: those messages were accepted and must not be lost.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self.count = 0
+        if path.exists():
+            self.count = sum(1 for _ in path.open("rb"))
+            if self.count:
+                log.warning("mqtt_spill_found", path=str(path), messages=self.count)
+
+    def push(self, m: Message, utc_offset: float) -> None:
+        line = json.dumps(
+            {"topic": m.topic, "retain": m.retain, "body": {**m.body, "spilled": True}, "at_utc": m.at + utc_offset}
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.count += 1
+
+    def peek(self) -> tuple[str, bytes, bool] | None:
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            line = f.readline()
+        try:
+            d = json.loads(line)
+            return d["topic"], json.dumps(d["body"], separators=(",", ":")).encode(), bool(d["retain"])
+        except (ValueError, KeyError, TypeError):
+            log.error("mqtt_spill_line_unreadable", path=str(self.path), offset=self._offset)
+            return None
+
+    def pop(self) -> None:
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            self._offset += len(f.readline())
+        self.count -= 1
+        if self.count <= 0:
+            self.path.unlink(missing_ok=True)
+            self._offset, self.count = 0, 0
+
+
 class MqttOut:
     def __init__(
-        self, cfg: Mqtt, site: str, gateway: str, clock: Clock, base: Path = Path("."), version: str = ""
+        self,
+        cfg: Mqtt,
+        site: str,
+        gateway: str,
+        clock: Clock,
+        base: Path = Path("."),
+        version: str = "",
+        spill: Path | None = None,
+        max_in_memory: int = 10_000,
     ) -> None:
         self.cfg = cfg
         self.site = site
@@ -76,6 +136,8 @@ class MqttOut:
         self.root = f"{cfg.prefix}/{site}/{gateway}"
         self._seq = 0
         self._safety: deque[Message] = deque()
+        self._spill = Spill(spill) if spill is not None else None
+        self._max_mem = max_in_memory
         self._retained: dict[str, Message] = {}
         self._telemetry: OrderedDict[str, Message] = OrderedDict()
         self._wake = asyncio.Event()
@@ -96,12 +158,19 @@ class MqttOut:
         """A retained safety state (alarm, evacuation, interlock, permit)."""
         m = Message(self.topic(kind, *parts), self._envelope(body), at, retain=True, qos=1)
         self._retained[m.topic] = m
-        self._safety.append(m)
-        self._wake.set()
+        self._queue_safety(m)
 
     def event(self, kind: str, body: dict[str, Any], at: float) -> None:
         """A safety event (hazard): QoS 1, not retained, never dropped."""
-        self._safety.append(Message(self.topic(kind), self._envelope(body), at, retain=False, qos=1))
+        self._queue_safety(Message(self.topic(kind), self._envelope(body), at, retain=False, qos=1))
+
+    def _queue_safety(self, m: Message) -> None:
+        """Safety messages are never dropped: past the in-memory bound the oldest go to disk, in order."""
+        self._safety.append(m)
+        while self._spill is not None and len(self._safety) > self._max_mem:
+            old = self._safety.popleft()
+            old.spilled = True
+            self._spill.push(old, self.clock.utc().timestamp() - self.clock.monotonic())
         self._wake.set()
 
     def telemetry(self, signal: str, body: dict[str, Any], at: float) -> None:
@@ -119,7 +188,7 @@ class MqttOut:
 
     @property
     def pending(self) -> int:
-        return len(self._safety) + len(self._telemetry)
+        return len(self._safety) + len(self._telemetry) + (self._spill.count if self._spill else 0)
 
     # ---- the connection -------------------------------------------------------------
     def _status(self, online: bool) -> bytes:
@@ -164,8 +233,9 @@ class MqttOut:
                     delay = 0.2
                     await client.publish(self.topic("status"), self._status(True), qos=1, retain=True)
                     queued = {id(m) for m in self._safety}
+                    spilling = self._spill is not None and self._spill.count > 0
                     for m in list(self._retained.values()):
-                        if id(m) not in queued:
+                        if id(m) not in queued and not (m.spilled and spilling):
                             await client.publish(m.topic, self._wire(m), qos=1, retain=True)
                     await self._drain(client)
             except aiomqtt.MqttError as exc:
@@ -179,7 +249,14 @@ class MqttOut:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
-            if self._safety:
+            if self._spill is not None and self._spill.count:
+                item = self._spill.peek()  # spilled messages are older than anything in memory
+                if item is not None:
+                    topic, payload, retain = item
+                    await client.publish(topic, payload, qos=1, retain=retain)
+                self._spill.pop()
+                self.sent += 1
+            elif self._safety:
                 m = self._safety[0]
                 await client.publish(m.topic, self._wire(m), qos=m.qos, retain=m.retain)
                 self._safety.popleft()  # only once the broker acknowledged it (QoS 1)
