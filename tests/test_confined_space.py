@@ -24,7 +24,7 @@ from firmware_sim.ble_badges import MockBluezBadges, ibeacon_frame
 from gateway.clock import iso
 from gateway.daemon import Daemon
 from rules.events import Ack
-from tests.support.bluez import private_bluez
+from tests.support.bluez import bluez_with_adapter
 from tests.support.plant import HORN, PERMISSIVE, Plant, plant
 from tests.support.procs import Mosquitto, wait_for
 
@@ -37,13 +37,8 @@ EVAC_TOPIC = "edge/demo-plant/gw-demo/evacuation/tank-t101"
 
 @pytest.fixture
 def bluez() -> Iterator[MockBluezBadges]:
-    with private_bluez() as pb:
-        sim = MockBluezBadges(pb.address)
-        sim.add_adapter("hci0")
-        try:
-            yield sim
-        finally:
-            sim.close()
+    with bluez_with_adapter("hci0") as sim:
+        yield sim
 
 
 def with_people(p: Plant) -> None:

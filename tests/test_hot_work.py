@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from drivers.ledger.permit_codec import sign_permit
 from firmware_sim.ble_badges import MockBluezBadges, ibeacon_frame
 from firmware_sim.face_terminal import FaceTerminalSim, write_hmac_secret
-from tests.support.bluez import private_bluez
+from tests.support.bluez import bluez_with_adapter
 from tests.support.plant import IGNITION, Plant, plant
 from tests.support.procs import Mosquitto, wait_for
 
@@ -42,13 +42,8 @@ POLL_S = 0.5
 
 @pytest.fixture
 def bluez() -> Iterator[MockBluezBadges]:
-    with private_bluez() as pb:
-        sim = MockBluezBadges(pb.address)
-        sim.add_adapter("hci0")
-        try:
-            yield sim
-        finally:
-            sim.close()
+    with bluez_with_adapter("hci0") as sim:
+        yield sim
 
 
 def permit_body(now_utc: float) -> dict[str, Any]:

@@ -15,8 +15,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tests.support.procs import stop_pid
+
+if TYPE_CHECKING:
+    from firmware_sim.ble_badges import MockBluezBadges
 
 
 @dataclass
@@ -83,3 +87,17 @@ def private_bluez(timeout: float = 10.0) -> Iterator[PrivateBluez]:
         stop_pid(bus)
         if bus.stdout is not None:
             bus.stdout.close()
+
+
+@contextmanager
+def bluez_with_adapter(adapter: str = "hci0") -> Iterator[MockBluezBadges]:
+    """A private mock BlueZ with one adapter, ready for badges (DBUS_SYSTEM_BUS_ADDRESS set inside)."""
+    from firmware_sim.ble_badges import MockBluezBadges
+
+    with private_bluez() as pb:
+        sim = MockBluezBadges(pb.address)
+        sim.add_adapter(adapter)
+        try:
+            yield sim
+        finally:
+            sim.close()
