@@ -1,10 +1,12 @@
 """Reference central ledger for development and tests (docs/ledger-api.yaml), aiohttp + SQLite.
 
 Implements the contract: idempotent POSTs keyed by Idempotency-Key (201 created, 200 the
-same record again, 409 same key with another body, 400/422 invalid), permits signed with
-Ed25519 over canonical JSON, and competencies. Adds dev-only endpoints under /dev (add
-permits and competencies, set fault knobs, read back records) and fault knobs to fail,
-hang, slow down or reject requests. NOT a production ledger.
+same record again, 409 same key with another body, 400/422 invalid), permits stored and
+served in the gateway's wire format (drivers/ledger/permit_codec.py, the Permit schema of
+docs/ledger-api.yaml) and signed with Ed25519 over canonical JSON, and competencies.
+Adds dev-only endpoints under /dev (add permits and competencies, set fault knobs, read
+back records) and fault knobs to fail, hang, slow down or reject requests. NOT a
+production ledger.
 
     python -m firmware_sim.ledger --port 8600 --db /tmp/ledger.db [--key KEY.pem] [--token T]
 
@@ -34,7 +36,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-__all__ = ["Faults", "ReferenceLedger", "canonical_json", "validate_record"]
+__all__ = ["Faults", "ReferenceLedger", "canonical_json", "validate_permit", "validate_record"]
 
 _T = TypeVar("_T")
 
@@ -105,6 +107,80 @@ def validate_record(stream: str, body: Any) -> list[str]:
     return problems
 
 
+PERMIT_TYPES = ("hot_work", "confined_space")
+PERMIT_STATES = ("draft", "submitted", "approved", "active", "suspended", "closed", "cancelled", "expired")
+ROLES = ("operator", "entrant", "attendant", "fire_watch", "supervisor", "issuer")
+_num: _Check = lambda v: isinstance(v, int | float) and not isinstance(v, bool)  # noqa: E731
+_time: _Check = lambda v: _num(v) or _is_utc(v)  # noqa: E731
+
+
+def _opt(check: _Check) -> _Check:
+    return lambda v: v is None or check(v)
+
+
+def _enum(values: tuple[str, ...]) -> _Check:
+    return lambda v: isinstance(v, str) and v in values
+
+
+# Permit (sub)object specs: field -> (check, required). Mirrors components.schemas.Permit.
+_PERSON = {"id": (_str, True), "role": (_enum(ROLES), True), "name": (_any_str, False)}
+_GAS_TEST = {
+    "at": (_time, True), "tester": (_any_str, True), "o2": (_num, True), "lel": (_num, True),
+    "h2s": (_opt(_num), False), "co": (_opt(_num), False), "instrument": (_any_str, True),
+    "bump_at": (_opt(_time), False), "cal_due": (_opt(_time), False),
+}
+_ISOLATION = {"tag": (_any_str, True), "point": (_any_str, False)}
+_APPROVAL = {"signer": (_any_str, True), "role": (_enum(ROLES), True), "at": (_time, True),
+             "signature": (_any_str, True)}
+_CHANGE = {"from": (_enum(PERMIT_STATES), True), "to": (_enum(PERMIT_STATES), True), "at": (_time, True),
+           "reason": (_any_str, False)}
+_COMPETENCY = {"person": (_any_str, True), "certificate_id": (_any_str, True), "kind": (_any_str, True),
+               "expires": (_time, True)}
+_PERMIT_LISTS: dict[str, Callable[[Any, str], list[str]]] = {
+    "people": lambda v, w: _fields(_PERSON, v, w),
+    "gas_tests": lambda v, w: _fields(_GAS_TEST, v, w),
+    "isolations": lambda v, w: [] if isinstance(v, str) else _fields(_ISOLATION, v, w),
+    "approvals": lambda v, w: _fields(_APPROVAL, v, w),
+    "linked_permits": lambda v, w: [] if isinstance(v, str) else [f"{w}: expected a permit id string"],
+    "history": lambda v, w: _fields(_CHANGE, v, w),
+    "competencies": lambda v, w: _fields(_COMPETENCY, v, w),
+}
+_PERMIT = {
+    "permit_id": (_str, True), "type": (_enum(PERMIT_TYPES), True), "grade": (_any_str, False),
+    "site_id": (_str, True), "zone_id": (_str, True), "state": (_enum(PERMIT_STATES), True),
+    "valid_from": (_time, True), "valid_to": (_time, True),
+    "max_entrants": (_opt(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0), False),
+}
+
+
+def _fields(spec: Mapping[str, tuple[_Check, bool]], obj: Any, where: str) -> list[str]:
+    if not isinstance(obj, dict):
+        return [f"{where}: expected an object"]
+    problems = [f"{where}{name}: required" for name, (_, req) in spec.items() if req and name not in obj]
+    return problems + [f"{where}{name}: invalid value {obj[name]!r}" for name, (ok, _) in spec.items()
+                       if name in obj and not ok(obj[name])]
+
+
+def validate_permit(body: Any) -> list[str]:
+    """Problems with an unsigned permit body in the gateway's wire format (empty when valid).
+
+    Stricter than the gateway's parser (drivers.ledger.permit_codec), never looser: what
+    passes here parses there. Unknown fields are allowed (and signed).
+    """
+    problems = _fields(_PERMIT, body, "")
+    if problems and problems[0] == ": expected an object":
+        return ["body must be a JSON object"]
+    for name, check in _PERMIT_LISTS.items():
+        if name not in body:
+            continue
+        if not isinstance(body[name], list):
+            problems.append(f"{name}: expected a list")
+            continue
+        for i, item in enumerate(body[name]):
+            problems += check(item, f"{name}[{i}].")
+    return [p.replace(".: ", ": ") for p in problems]
+
+
 def canonical_json(doc: Mapping[str, Any]) -> bytes:
     """The signed form: sorted keys, no whitespace, UTF-8.
 
@@ -112,7 +188,9 @@ def canonical_json(doc: Mapping[str, Any]) -> bytes:
     verify its signatures with the gateway's own drivers.ledger.permit_codec, so a drift
     between the two canonical forms fails a test instead of hiding.
     """
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
 
 
 def _utc() -> str:
@@ -235,18 +313,41 @@ class ReferenceLedger:
         return [json.loads(r[0]) for r in rows]
 
     def add_permit(self, permit: Mapping[str, Any]) -> dict[str, Any]:
-        """Add or replace a permit (needs permit_id, site, zone_id); return it signed."""
+        """Add or replace a permit (the gateway's wire format, see `validate_permit`); return it signed.
+
+        Raises ValueError naming every problem when the body breaks the Permit schema.
+        """
         body = {k: v for k, v in permit.items() if k != "signature"}
-        for f in ("permit_id", "site", "zone_id"):
-            if not isinstance(body.get(f), str) or not body[f]:
-                raise ValueError(f"add_permit: {f} is required (a non-empty string)")
+        problems = validate_permit(body)
+        if problems:
+            raise ValueError("add_permit: " + "; ".join(problems))
         signed = body | {"signature": base64.b64encode(self._key.sign(canonical_json(body))).decode()}
         with self._lock:
             self._con.execute(
                 "INSERT OR REPLACE INTO permits (permit_id, site, zone, signed) VALUES (?, ?, ?, ?)",
-                (body["permit_id"], body["site"], body["zone_id"], json.dumps(signed)),
+                (body["permit_id"], body["site_id"], body["zone_id"], json.dumps(signed, ensure_ascii=False)),
             )
         return signed
+
+    def store_signed_permit(self, doc: Mapping[str, Any]) -> None:
+        """Serve `doc` exactly as given, signature and all (e.g. a forgery, for the gateway's tests).
+
+        Needs string permit_id, site_id and zone_id; nothing else is checked or signed.
+        """
+        for f in ("permit_id", "site_id", "zone_id"):
+            if not isinstance(doc.get(f), str):
+                raise ValueError(f"store_signed_permit: {f} must be a string")
+        with self._lock:
+            self._con.execute(
+                "INSERT OR REPLACE INTO permits (permit_id, site, zone, signed) VALUES (?, ?, ?, ?)",
+                (doc["permit_id"], doc["site_id"], doc["zone_id"], json.dumps(dict(doc), ensure_ascii=False)),
+            )
+
+    def remove_permit(self, permit_id: str) -> bool:
+        """Withdraw a permit from GET /v1/permits (a real ledger would serve it cancelled instead)."""
+        with self._lock:
+            cur = self._con.execute("DELETE FROM permits WHERE permit_id=?", (permit_id,))
+        return cur.rowcount > 0
 
     def set_competencies(self, person: str, competencies: list[dict[str, Any]]) -> None:
         with self._lock:

@@ -24,7 +24,6 @@ import jsonschema
 import pytest
 import yaml
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,11 +31,21 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from drivers.ledger.permit_codec import canonical_json, signing_bytes
-from firmware_sim.ledger import ReferenceLedger, validate_record
+from drivers.ledger.permit_codec import (
+    PermitRejection,
+    RejectReason,
+    canonical_json,
+    permit_from_body,
+    signing_bytes,
+    verify_permit,
+)
+from firmware_sim.ledger import ReferenceLedger, validate_permit, validate_record
+from firmware_sim.ledger import canonical_json as ledger_canonical_json
 from gateway.ledger import LedgerClient, LedgerError
 from gateway.outbox import SendKind
-from tests.support.ledger import full_record, running_ledger
+from rules.config import ZoneKind
+from rules.permit import Permit
+from tests.support.ledger import full_record, permit_doc, running_ledger
 from tests.support.procs import free_port, stop_pid, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,8 +147,9 @@ async def test_malformed_and_invalid_posts(
 async def test_bearer_token_is_enforced(http: aiohttp.ClientSession) -> None:
     async with running_ledger(token="s3cret") as led:
         rec = full_record("hazards")
-        status, _ = await call(http, led, "POST", "/v1/hazards", "/v1/hazards", json=rec,
-                               headers={"Idempotency-Key": rec["id"]})
+        status, _ = await call(
+            http, led, "POST", "/v1/hazards", "/v1/hazards", json=rec, headers={"Idempotency-Key": rec["id"]}
+        )
         assert status == 401
         async with LedgerClient(led.url, token="wrong") as c:
             assert (await c.post_hazard(rec["id"], rec)).status == 401
@@ -148,35 +158,94 @@ async def test_bearer_token_is_enforced(http: aiohttp.ClientSession) -> None:
         assert led.records("hazards") == [rec]
 
 
-async def test_permits_are_signed_and_verify(ledger: ReferenceLedger, http: aiohttp.ClientSession) -> None:
-    base = {
-        "type": "hot_work", "grade": "second", "site": "plant-1", "state": "active",
-        "valid_from": "2025-03-01T08:00:00Z", "valid_to": "2025-03-01T16:00:00Z",
-        "people": [{"person_id": "p-1", "name": "Wáng Lì", "role": "operator"}],
-        "gas_tests": [{"utc": "2025-03-01T07:55:00Z", "tester": "p-9", "lel_pct": 0, "o2_pct_vol": "20.9"}],
-    }
-    ledger.add_permit(base | {"permit_id": "HW-1", "zone_id": "tank-7"})
-    ledger.add_permit(base | {"permit_id": "HW-2", "zone_id": "boiler"})
+T0 = 1_740_816_000  # 2025-03-01T08:00:00Z
+ZONES = {"tank-7": ZoneKind.CONFINED_SPACE, "bay-1": ZoneKind.HOT_WORK}
+
+
+async def test_permits_are_served_in_the_gateway_format_and_verify(
+    ledger: ReferenceLedger, http: aiohttp.ClientSession
+) -> None:
+    hw = permit_doc("HW-1", "bay-1", valid_from=T0, valid_to=T0 + 8 * 3600)
+    cs = permit_doc("CS-2", "tank-7", valid_from=T0, valid_to=T0 + 8 * 3600, kind="confined_space",
+                    valid_to_iso_note="ISO times verify too", gas_tests=[
+                        {"at": "2025-03-01T08:00:00Z", "tester": "gt-1", "o2": 20.9, "lel": 0.5, "h2s": 0.0,
+                         "co": 2, "instrument": "GX-1"}])
+    assert ledger.add_permit(hw | {"signature": "stale"})["signature"] != "stale"
+    ledger.add_permit(cs)
     status, doc = await call(http, ledger, "GET", "/v1/permits?site=plant-1", "/v1/permits")
-    assert status == 200 and [p["permit_id"] for p in doc["permits"]] == ["HW-1", "HW-2"]
+    assert status == 200 and [p["permit_id"] for p in doc["permits"]] == ["CS-2", "HW-1"]
+    assert all(schema_ok("SignedPermit", p) for p in doc["permits"])
     assert (await call(http, ledger, "GET", "/v1/permits", "/v1/permits"))[0] == 400  # site is required
+    pub = Ed25519PublicKey.from_public_bytes(ledger.public_key)
     async with LedgerClient(ledger.url) as c:
-        (signed,) = await c.get_permits("plant-1", "tank-7")
-        key = Ed25519PublicKey.from_public_bytes(ledger.public_key)
-
-        def verify(doc: dict) -> dict:  # type: ignore[type-arg]
-            key.verify(base64.b64decode(doc["signature"]), signing_bytes(doc))  # the gateway's signed form
-            return {k: v for k, v in doc.items() if k != "signature"}
-
-        permit = verify(signed)
-        assert permit == base | {"permit_id": "HW-1", "zone_id": "tank-7"}
-        sig = base64.b64decode(signed["signature"])
-        assert len(sig) == 64 and canonical_json(permit).decode().startswith('{"gas_tests":[{"lel_pct":0,')
-        for tampered in (signed | {"valid_to": "2025-03-02T16:00:00Z"}, {k: v for k, v in signed.items()
-                                                                         if k != "signature"}):
-            with pytest.raises((InvalidSignature, KeyError)):
-                verify(tampered)
+        (signed,) = await c.get_permits("plant-1", "bay-1")
+        assert {k: v for k, v in signed.items() if k != "signature"} == hw
+        permit = verify_permit(signed, pub, "plant-1", ZONES, T0 + 60)  # the gateway's own verifier
+        assert isinstance(permit, Permit) and permit == permit_from_body(hw)
+        assert permit.people[-1].id == "is-1" and permit.gas_tests[0].o2_pct == 20.9
+        (signed_cs,) = await c.get_permits("plant-1", "tank-7")
+        assert isinstance(verify_permit(signed_cs, pub, "plant-1", ZONES, T0 + 60), Permit)
+        tampered = signed | {"valid_to": T0 + 9 * 3600}
+        bad = verify_permit(tampered, pub, "plant-1", ZONES, T0 + 60)
+        assert isinstance(bad, PermitRejection) and bad.reason is RejectReason.BAD_SIGNATURE
         assert await c.get_permits("plant-9") == []
+    assert ledger.remove_permit("HW-1") and not ledger.remove_permit("HW-1")
+
+
+async def test_a_permit_off_the_schema_is_refused(ledger: ReferenceLedger, http: aiohttp.ClientSession) -> None:
+    old_style = {"permit_id": "HW-1", "type": "hot_work", "site": "plant-1", "zone_id": "bay-1", "state": "active",
+                 "valid_from": "2025-03-01T08:00:00Z", "valid_to": "2025-03-01T16:00:00Z",
+                 "people": [{"person_id": "p-1", "role": "operator"}]}
+    with pytest.raises(ValueError, match=r"site_id: required.*people\[0\]\.id: required"):
+        ledger.add_permit(old_style)
+    async with http.post(ledger.url + "/dev/permits", json=old_style) as resp:
+        assert resp.status == 422 and "site_id" in (await resp.json())["detail"]
+    assert not schema_ok("Permit", old_style)
+
+
+_PERMIT = permit_doc("HW-1", "bay-1", valid_from=T0, valid_to=T0 + 3600)
+_PERMIT_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=4), st.sampled_from(
+        ["hot_work", "active", "operator", "2025-03-01T08:00:00Z", "2025-03-01 08:00", ""]
+    ), st.just({}), st.just([]), st.just(["CS-1"]), st.just([7]),
+    st.just([{"id": "p", "role": "issuer"}]), st.just([{"id": "p", "role": "boss"}]),
+    st.just([{"at": T0, "tester": "t", "o2": 20.9, "lel": 0, "instrument": "i"}]),
+    st.just([{"at": T0, "tester": "t", "o2": "20.9", "lel": 0, "instrument": "i"}]),
+    st.just([{"from": "approved", "to": "active", "at": "2025-03-01T08:00:00Z"}]),
+    st.just([{"signer": "s", "role": "issuer", "at": T0}]), st.just(["LOTO-1", {"tag": "L2"}]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.dictionaries(st.sampled_from(sorted(_PERMIT)), st.one_of(_PERMIT_VALUES, st.just("<drop>")),
+                               max_size=3))
+def test_reference_permit_validator_agrees_with_the_document_and_the_gateway(changes: dict[str, Any]) -> None:
+    body = copy.deepcopy(_PERMIT)
+    for k, v in changes.items():
+        if v == "<drop>":
+            body.pop(k, None)
+        else:
+            body[k] = v
+    ok = validate_permit(body) == []
+    assert ok == schema_ok("Permit", body), json.dumps(body)
+    if ok:  # what the ledger accepts, the gateway can parse
+        permit_from_body(body)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(extra=st.dictionaries(st.text(max_size=6), _JSON, max_size=4))
+def test_both_canonical_forms_agree_so_signatures_verify(extra: dict[str, Any]) -> None:
+    """The ledger's canonical JSON is written independently: it must give the gateway's bytes."""
+    body = {**extra, **_PERMIT}
+    assert ledger_canonical_json(body) == canonical_json(body) == signing_bytes(body | {"signature": "x"})
 
 
 async def test_competencies(ledger: ReferenceLedger, http: aiohttp.ClientSession) -> None:
@@ -242,16 +311,27 @@ async def test_a_2xx_that_is_not_a_ledger_reply_is_retried() -> None:
 
 _VALID = {s: full_record(s) for s in ("hazards", "permit-events")}
 _VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=5), st.sampled_from(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.text(max_size=5),
+    st.sampled_from(
         ["gas", "major", "closed", "2025-03-01T08:00:00Z", "2025-03-01 08:00", str(uuid.uuid4()), "general"]
-    ), st.just({}), st.just([]),
+    ),
+    st.just({}),
+    st.just([]),
 )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(stream=st.sampled_from(["hazards", "permit-events"]), changes=st.dictionaries(
-    st.sampled_from(sorted(set(_VALID["hazards"]) | set(_VALID["permit-events"]))),
-    st.one_of(_VALUES, st.just("<drop>")), max_size=3))
+@given(
+    stream=st.sampled_from(["hazards", "permit-events"]),
+    changes=st.dictionaries(
+        st.sampled_from(sorted(set(_VALID["hazards"]) | set(_VALID["permit-events"]))),
+        st.one_of(_VALUES, st.just("<drop>")),
+        max_size=3,
+    ),
+)
 def test_reference_validator_agrees_with_the_document(stream: str, changes: dict[str, Any]) -> None:
     body = copy.deepcopy(_VALID[stream])
     for k, v in changes.items():
@@ -265,8 +345,17 @@ def test_reference_validator_agrees_with_the_document(stream: str, changes: dict
 
 def test_standalone_ledger_keeps_data_and_key_across_restarts(tmp_path: Path) -> None:
     port = free_port()
-    args = [sys.executable, "-m", "firmware_sim.ledger", "--port", str(port),
-            "--db", str(tmp_path / "l.db"), "--key", str(tmp_path / "k.pem")]
+    args = [
+        sys.executable,
+        "-m",
+        "firmware_sim.ledger",
+        "--port",
+        str(port),
+        "--db",
+        str(tmp_path / "l.db"),
+        "--key",
+        str(tmp_path / "k.pem"),
+    ]
     rec = full_record("hazards")
     keys = []
     for expected in (201, 200):
@@ -278,8 +367,11 @@ def test_standalone_ledger_keeps_data_and_key_across_restarts(tmp_path: Path) ->
             assert m and int(m.group(1)) == port, line
             keys.append(m.group(2))
             wait_port(port)
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/hazards", data=json.dumps(rec).encode(),
-                                         headers={"Idempotency-Key": rec["id"], "Content-Type": "application/json"})
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/hazards",
+                data=json.dumps(rec).encode(),
+                headers={"Idempotency-Key": rec["id"], "Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(req, timeout=5) as resp:
                 assert resp.status == expected
         finally:

@@ -1,6 +1,7 @@
 """Test helpers around the reference ledger and the outbox.
 
 `running_ledger()` serves firmware_sim.ledger on a free 127.0.0.1 port in this process.
+`permit_doc()` is a complete, valid permit body in the gateway's wire format.
 `python -m tests.support.ledger --outbox-writer DB [--ledger URL]` is the child process the
 kill -9 tests run: concurrent writers put records as fast as they can and print each key
 once put() has returned ("acknowledged"); with --ledger it also runs the sender.
@@ -40,8 +41,15 @@ def utc_now() -> str:
 def hazard(n: int = 0, **over: Any) -> dict[str, Any]:
     """A valid hazard body without id/seq (the outbox adds them)."""
     body: dict[str, Any] = {
-        "gateway": "gw-test", "site": "plant-1", "zone": "tank-7", "category": "gas", "level": "major",
-        "recurring": False, "title": f"O2 low #{n}", "evidence": {"n": n, "o2": 18.9}, "utc": utc_now(),
+        "gateway": "gw-test",
+        "site": "plant-1",
+        "zone": "tank-7",
+        "category": "gas",
+        "level": "major",
+        "recurring": False,
+        "title": f"O2 low #{n}",
+        "evidence": {"n": n, "o2": 18.9},
+        "utc": utc_now(),
     }
     return body | over
 
@@ -49,8 +57,65 @@ def hazard(n: int = 0, **over: Any) -> dict[str, Any]:
 def permit_event(n: int = 0, **over: Any) -> dict[str, Any]:
     """A valid permit-event body without id/seq."""
     body: dict[str, Any] = {
-        "gateway": "gw-test", "site": "plant-1", "permit_id": "HW-1", "zone": "tank-7",
-        "event": "ignition_dropped", "reason": f"LEL alarm #{n}", "utc": utc_now(), "data": {"n": n},
+        "gateway": "gw-test",
+        "site": "plant-1",
+        "permit_id": "HW-1",
+        "zone": "tank-7",
+        "event": "ignition_dropped",
+        "reason": f"LEL alarm #{n}",
+        "utc": utc_now(),
+        "data": {"n": n},
+    }
+    return body | over
+
+
+def permit_doc(
+    permit_id: str = "HW-1",
+    zone_id: str = "bay-1",
+    *,
+    valid_from: float,
+    valid_to: float,
+    site_id: str = "plant-1",
+    kind: str = "hot_work",
+    state: str = "active",
+    **over: Any,
+) -> dict[str, Any]:
+    """An unsigned permit that `drivers.ledger.permit_codec.verify_permit` accepts once signed
+    (times are integer epoch seconds; the gas test is taken at valid_from)."""
+    t0, t1 = int(valid_from), int(valid_to)
+    people = (
+        [{"id": "op-1", "role": "operator"}, {"id": "fw-1", "role": "fire_watch"}]
+        if kind == "hot_work"
+        else [{"id": "en-1", "role": "entrant"}, {"id": "at-1", "role": "attendant"}]
+    )
+    body: dict[str, Any] = {
+        "permit_id": permit_id,
+        "type": kind,
+        "grade": "first",
+        "site_id": site_id,
+        "zone_id": zone_id,
+        "state": state,
+        "valid_from": t0,
+        "valid_to": t1,
+        "people": [*people, {"id": "is-1", "role": "issuer", "name": "Wáng Lì"}],
+        "gas_tests": [
+            {
+                "at": t0,
+                "tester": "gt-1",
+                "o2": 20.9,
+                "lel": 0,
+                "h2s": 0,
+                "co": 1.5,
+                "instrument": "GX-1",
+                "bump_at": t0 - 3600,
+                "cal_due": t1 + 86400,
+            }
+        ],
+        "isolations": [{"tag": "LOTO-7", "point": "valve 3"}],
+        "approvals": [{"signer": "is-1", "role": "issuer", "at": t0 - 60, "signature": "c2ln"}],
+        "history": [{"from": "approved", "to": "active", "at": t0, "reason": ""}],
+        "max_entrants": 2 if kind == "confined_space" else None,
+        "competencies": [{"person": "op-1", "certificate_id": "C-1", "kind": "hot_work", "expires": t1 + 86400}],
     }
     return body | over
 
