@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a configuration and print a summary")
     chk.add_argument("file", type=Path)
 
+    ob = sub.add_parser(
+        "outbox", help="the ledger outbox: list [--state ...] | retry ID [--config FILE]", add_help=False
+    )
+    ob.add_argument("action", choices=["list", "retry"])
+    ob.add_argument("rest", nargs=argparse.REMAINDER)
+
     audit = sub.add_parser("audit", help="check or replay the audit log")
     audit.add_argument("action", choices=["verify", "replay"])
     audit.add_argument("file", type=Path)
@@ -116,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         case "check-config":
             return _check_config(args.file)
+        case "outbox":
+            from gateway.outbox_cli import outbox_list_main, outbox_retry_main
+
+            return (outbox_list_main if args.action == "list" else outbox_retry_main)(args.rest)
         case "audit":
             if args.action == "verify":
                 from gateway.audit import audit_verify_main

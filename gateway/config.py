@@ -34,6 +34,11 @@ class Engine(_Model):
     """Period of the Tick that carries time forward (staleness, countdowns); also the watchdog ping."""
     silence_s: Annotated[float, Field(gt=0, le=600)] = 60.0
     """Silence re-arms after this (DOMAIN.md: 60 s)."""
+    hazard_dedup_s: Annotated[float, Field(ge=0, le=86400)] = 300.0
+    """The same hazard (zone, category, title) is reported once per this window."""
+    hazard_recur_n: Annotated[int, Field(ge=2, le=1000)] = 3
+    hazard_recur_days: Annotated[float, Field(gt=0, le=365)] = 7.0
+    """The same zone + category N times within these days escalates to "major" and "recurring"."""
 
 
 class Zone(_Model):
@@ -257,6 +262,8 @@ class Ledger(_Model):
     """Empty: no ledger (records stay in the outbox)."""
     public_key_file: Path | None = None
     token_file: Path | None = None
+    permit_poll_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    """How often signed permits are pulled from the ledger (they are cached for offline use)."""
 
 
 class Tsdb(_Model):

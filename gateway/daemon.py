@@ -26,10 +26,12 @@ from gateway.config import ConfigError, GatewayConfig
 from gateway.executor import Executor
 from gateway.inbox import Inbox
 from gateway.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
+from gateway.ledger import LedgerClient
 from gateway.loader import engine_cfg
 from gateway.metrics import Metrics
 from gateway.mqtt_out import MqttOut, broker_password, broker_tls
 from gateway.outputs import OutputBank
+from gateway.permit_sync import PermitSync
 from gateway.records import Records
 from gateway.sdnotify import Notifier, watchdog_interval_s
 from gateway.specs import espresense, modbus_specs, mqtt_mappings
@@ -94,6 +96,23 @@ class Daemon:
         self.face = face_gate(cfg, base, self.state_dir, self.inbox.put, self.clock)
         self.face_mqtt = face_mqtt(cfg, self.face)
         self.permits = PermitLoader(cfg, self.ecfg, base, self.inbox.put, self.clock)
+        self.ledger_client: LedgerClient | None = None
+        self.permit_sync: PermitSync | None = None
+        if cfg.ledger.url and cfg.ledger.public_key_file:
+            token = None
+            if cfg.ledger.token_file is not None:
+                tf = cfg.ledger.token_file if cfg.ledger.token_file.is_absolute() else base / cfg.ledger.token_file
+                token = tf.read_text(encoding="utf-8").strip()
+            self.ledger_client = LedgerClient(cfg.ledger.url, token=token)
+            self.permit_sync = PermitSync(
+                self.ledger_client,
+                self.permits,
+                cfg.site.id,
+                [z.id for z in cfg.zones],
+                self.state_dir / "permits.db",
+                poll_s=cfg.ledger.permit_poll_s,
+                clock=self.clock,
+            )
         self.sparkplug = self._sparkplug() if cfg.sparkplug.enabled else None
         self.tsdb = self._tsdb()
         self.executor = Executor(self, self._record)
@@ -219,6 +238,9 @@ class Daemon:
             await self.records.open()  # after the outputs are safe: a bad disk must not delay that
             self._restore()
             self.permits.load_dir()
+            if self.permit_sync is not None and self.ledger_client is not None:
+                await self.ledger_client.start()
+                await self.permit_sync.load_cache()  # offline: permits keep working until they expire
             tasks = asyncio.create_task(self._supervisor(), name="supervisor[main]")
             stopper = asyncio.create_task(self._stopper(duration), name="stopper[main]")
             await asyncio.wait({tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -242,6 +264,10 @@ class Daemon:
                 await self.sparkplug.goodbye()
             if self.tsdb is not None:
                 await self.tsdb.close(timeout_s=3)
+            if self.permit_sync is not None:
+                await self.permit_sync.close()
+            if self.ledger_client is not None:
+                await self.ledger_client.close()
             await self.records.close()
             self.buses.close()
             self.notifier.close()
@@ -269,6 +295,8 @@ class Daemon:
                 tg.create_task(self.sparkplug.run(), name="sparkplug[main]")
             if self.tsdb is not None:
                 tg.create_task(self.tsdb.run(), name="tsdb[main]")
+            if self.permit_sync is not None:
+                tg.create_task(self.permit_sync.run(), name="permit_sync[ledger]")
             for name, factory in self.extra_tasks:
                 tg.create_task(factory(), name=name)
 

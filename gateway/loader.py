@@ -368,6 +368,9 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
         zones=MappingProxyType(zones),
         outputs=MappingProxyType(outputs),
         silence_s=cfg.engine.silence_s,
+        hazard_dedup_s=cfg.engine.hazard_dedup_s,
+        hazard_recur_n=cfg.engine.hazard_recur_n,
+        hazard_recur_days=cfg.engine.hazard_recur_days,
         presence=PresenceCfg(receivers, p.alpha, p.switch_db, p.switch_hold_s, p.absent_after_s) if receivers else None,
         badges=MappingProxyType({b.beacon: b.person for b in cfg.badges}),
         rosters=MappingProxyType(

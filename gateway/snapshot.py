@@ -156,6 +156,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         "outputs": outputs,
         "devices": devices,
         "rejected": dict(s.rejected),
+        "hazards": {"suppressed": s.hazards.suppressed, "escalated": s.hazards.escalated},
         "face": dict(d.face.counts) if d.face is not None else None,
         "presence": {"zones": presence_zones, "receivers_down": sorted(ps.presence.down)},
         "permits": permits,
@@ -163,6 +164,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         "connectivity": {
             "mqtt": {"connected": d.mqtt.connected, "pending": d.mqtt.pending, "last_error": d.mqtt.last_error},
             "outbox": d.records.stats(),
+            "permit_sync": d.permit_sync.status_json() if d.permit_sync is not None else None,
             "tsdb": asdict(d.tsdb.status()) if d.tsdb is not None else None,
             "sparkplug": d.sparkplug.status() if d.sparkplug is not None else None,
         },

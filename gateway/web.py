@@ -96,6 +96,7 @@ class StatusServer:
                     web.post("/api/ack", self.auth.require("operator", "ack")(self.ack)),
                     web.post("/api/silence", self.auth.require("operator", "silence")(self.silence)),
                     web.post("/api/permits", self.auth.require("operator", "permit_submit")(self.permit_submit)),
+                    web.post("/api/outbox/retry", self.auth.require("admin", "outbox_retry")(self.outbox_retry)),
                 ]
             )
 
@@ -151,6 +152,16 @@ class StatusServer:
         if isinstance(verdict, str):
             return web.json_response({"error": f"permit rejected: {verdict}"}, status=422)
         return web.json_response({"accepted": verdict.permit_id}, status=202)
+
+    async def outbox_retry(self, request: web.Request) -> web.Response:
+        rid, ob = request[BODY].get("id"), self.d.records.outbox
+        if ob is None:
+            return web.json_response({"error": "outbox retry: the outbox is not open"}, status=503)
+        if not isinstance(rid, int) or isinstance(rid, bool) or rid < 1:
+            return web.json_response({"error": "outbox retry: id must be a positive integer"}, status=400)
+        if not await ob.retry(rid):
+            return web.json_response({"error": f"outbox retry: no parked record {rid}"}, status=404)
+        return web.json_response({"retried": rid}, status=202)
 
     async def _end_streams(self, app: web.Application) -> None:
         for t in list(self._streams):

@@ -155,6 +155,11 @@ class EngineCfg:
     """Confined-space zone -> the zone at its entrance where the attendant must be."""
     hot_work: HotWorkCfg | None = None
     """Interlock tuning; None: the documented defaults (rules/interlock.py)."""
+    hazard_dedup_s: float = 300.0
+    """The same hazard (zone, category, title) is reported once per this window."""
+    hazard_recur_n: int = 3
+    hazard_recur_days: float = 7.0
+    """The same zone + category this many times within these days escalates (repeated-hazard rule)."""
     sensor_intervals: Mapping[str, tuple[float, float]] = field(default_factory=_frozen)  # type: ignore[arg-type]
     """Device -> (bump-test interval s, calibration interval s) for detectors that report their dates
     (DOMAIN.md: bump test every 24 h; calibration per device). Until dates are read, they count as overdue."""

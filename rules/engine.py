@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from rules import gas, plant, presence
+from rules import gas, hazards, plant, presence
 from rules.actions import Action, AlarmUpdate, HazardRecord, Note, SetOutput
 from rules.config import EngineCfg, OutputCfg, OutputKind, Severity, ZoneKind
 from rules.events import (
@@ -52,6 +52,8 @@ class EngineState:
     """Device -> (last bump test, last calibration) in monotonic seconds (None: never)."""
     plant: plant.PlantState = plant.PlantState()
     """Presence, confined spaces, faces, permits and hot-work interlocks."""
+    hazards: hazards.HazardState = hazards.HazardState()
+    """Recent hazards, for de-duplication and repeated-hazard escalation."""
     steps: int = 0
 
 
@@ -176,6 +178,10 @@ def _refresh(
 def _finish(s: EngineState, now: float, cfg: EngineCfg, acts: list[Action]) -> tuple[EngineState, tuple[Action, ...]]:
     s, out_acts = _drive_outputs(s, now, cfg)
     acts.extend(out_acts)
+    if any(isinstance(a, HazardRecord) for a in acts):
+        hcfg = hazards.HazardCfg(cfg.hazard_dedup_s, cfg.hazard_recur_n, cfg.hazard_recur_days)
+        hz, kept = hazards.filter_actions(s.hazards, tuple(acts), now, hcfg)
+        return replace(s, steps=s.steps + 1, hazards=hz), kept
     return replace(s, steps=s.steps + 1), tuple(acts)
 
 

