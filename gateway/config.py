@@ -81,6 +81,9 @@ class Point(_Model):
     topic: str | None = None
     json_path: str | None = None
     """Dotted path of the value in a JSON payload; absent: the payload is a bare number."""
+    waveform: bool = False
+    """MQTT vibration point whose topic carries acceleration waveforms ({"sample_rate_hz", "unit",
+    "samples"}): the gateway computes the ISO 10816-3 velocity RMS (mm/s) itself."""
 
     def registers(self) -> int:
         return 2 if self.type in ("int32", "uint32", "float32") else 1
@@ -149,6 +152,32 @@ class Output(_Model):
     active_energized: bool = True
     feedback_input: Annotated[int, Field(ge=0, le=65535)] | None = None
     """Discrete input wired to a force-guided contact; read back instead of the coil."""
+
+
+class Machine(_Model):
+    """A condition-monitored machine: vibration (ISO 10816-3) + winding temperature (insulation class)."""
+
+    id: Id
+    zone: Id
+    name: str = ""
+    vibration_signal: Id
+    """A `vibration` signal in mm/s (an RMS point, or a waveform point analysed here)."""
+    temperature_signal: Id
+    """A `temperature` signal in degC: the winding RTD / 4-20 mA transmitter."""
+    group: Literal[1, 2] = 2
+    """ISO 10816-3 group: 1 = large machines (> 300 kW), 2 = medium (15-300 kW)."""
+    foundation: Literal["rigid", "flexible"] = "rigid"
+    insulation: Literal["B", "F", "H"] = "F"
+    """Winding insulation class: trip at the class (130/155/180 degC), alarm at the class below."""
+    rate_of_rise_k_per_min: Annotated[float, Field(gt=0, le=100)] = 5.0
+    stop_output: Id | None = None
+    """Output id of kind machine_run: de-energized while a trip or sensor fault is latched."""
+    temperature_alarm_c: float | None = None
+    temperature_trip_c: float | None = None
+    baseline_learn_count: Annotated[int, Field(ge=1, le=100_000)] = 60
+    """GOOD RMS values (zone A/B) whose median becomes the baseline (change alert at +25 %)."""
+    fault_stops_machine: bool = True
+    """A BAD/stale/implausible input stops the machine (the worst case); False: alert only."""
 
 
 class Person(_Model):
@@ -302,6 +331,7 @@ class GatewayConfig(_Model):
     devices: tuple[Device, ...] = ()
     signals: tuple[Signal, ...] = ()
     outputs: tuple[Output, ...] = ()
+    machines: tuple[Machine, ...] = ()
     people: tuple[Person, ...] = ()
     badges: tuple[Badge, ...] = ()
     receivers: tuple[Receiver, ...] = ()

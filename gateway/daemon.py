@@ -34,8 +34,10 @@ from gateway.outputs import OutputBank
 from gateway.permit_sync import PermitSync
 from gateway.records import Records
 from gateway.sdnotify import Notifier, watchdog_interval_s
-from gateway.specs import espresense, modbus_specs, mqtt_mappings
+from gateway.specs import espresense, modbus_specs, mqtt_mappings, waveform_mappings
+from gateway.trends import TrendStore, trend_points
 from gateway.tsdb import reading_point
+from gateway.vibration import BaselineStore, VibrationPipeline, analysis_point, vibration_points
 from gateway.web import StatusHub, StatusServer
 from rules import engine, persist
 from rules.actions import Action
@@ -45,6 +47,7 @@ from rules.interlock import ChecklistChanged, Ignition
 if TYPE_CHECKING:
     from gateway.sparkplug import SparkplugNode
     from gateway.tsdb import TsdbWriter
+    from rules.vibration import VibrationResult
 
 log = structlog.get_logger("daemon")
 
@@ -72,15 +75,28 @@ class Daemon:
         self.config_hash = config_hash
         self.config_path = config_path
         self.ecfg = engine_cfg(cfg)
-        self.state = engine.initial(self.ecfg)
-        self.inbox = Inbox(safety_signals=frozenset(s.id for s in cfg.signals if s.quantity in GAS))
+        self.state_dir = cfg.state.dir if cfg.state.dir.is_absolute() else base / cfg.state.dir
+        self.baselines = BaselineStore(self.state_dir / "baselines.json")
+        self.state = engine.initial(self.ecfg, self.baselines.load())
+        # Machine inputs share the safety lane: they can stop a machine, and they are few (~1 Hz each).
+        machine_signals = {
+            sig for m in self.ecfg.machines.values() for sig in (m.vibration_signal, m.temperature_signal)
+        }
+        self.inbox = Inbox(safety_signals=frozenset(s.id for s in cfg.signals if s.quantity in GAS) | machine_signals)
         self.buses = BusRegistry()
         specs = modbus_specs(cfg)
         mono = self.clock.monotonic
         self.sources = [ModbusSource(spec, self.inbox.put, mono, self.buses) for spec in specs.values() if spec.points]
         self.outputs = OutputBank(cfg, specs, self.buses, self.inbox.put, mono)
+        self.waveforms = waveform_mappings(cfg)
+        self.vibration = VibrationPipeline(
+            self.inbox.put,
+            mono,
+            vibration_points((w.signal for w in self.waveforms), self.ecfg, self.ecfg.machines),
+            on_result=self._vibration_result,
+        )
+        self.trends = TrendStore(trend_points(self.ecfg.machines, {s.id: s.unit for s in cfg.signals}), self.clock)
         self.mqtt_in = self._mqtt_input()
-        self.state_dir = cfg.state.dir if cfg.state.dir.is_absolute() else base / cfg.state.dir
         self.mqtt = MqttOut(
             cfg.mqtt,
             cfg.site.id,
@@ -134,7 +150,7 @@ class Daemon:
 
     def _mqtt_input(self) -> MqttInput | None:
         mappings, esp = mqtt_mappings(self.cfg), espresense(self.cfg)
-        if not mappings and esp is None:
+        if not mappings and esp is None and not self.waveforms:
             return None
         m = self.cfg.mqtt
         tls = None
@@ -153,6 +169,8 @@ class Daemon:
             client_id=f"{m.client_id or 'edge-gateway'}-{self.cfg.site.gateway_id}-in",
             emit=self.inbox.put,
             mappings=mappings,
+            waveforms=self.waveforms,
+            on_waveform=self.vibration.on_waveform if self.waveforms else None,
             espresense=esp,
             clock=self.clock.monotonic,
             tls=tls,
@@ -207,6 +225,11 @@ class Daemon:
             timeout_s=t.timeout_s,
         )
 
+    def _vibration_result(self, signal: str, result: VibrationResult, at: float) -> None:
+        """Analysis extras (acceleration RMS, crest factor, peaks) to the TSDB; the RMS goes as the reading."""
+        if self.tsdb is not None:
+            self.tsdb.add_point(analysis_point(signal, self.ecfg.signals[signal].zone, result, self.tsdb.stamp(at)))
+
     def sparkplug_update(self, zone: str, metric: str, value: object) -> None:
         if self.sparkplug is not None:
             self.sparkplug.update(zone, metric, value, int(self.clock.utc().timestamp() * 1000))
@@ -258,6 +281,7 @@ class Daemon:
             self._save_latches()
             self.notifier.stopping()
             await self.outputs.shutdown()
+            await self.vibration.close()
             await self.web.close()
             await self.mqtt.goodbye()
             if self.sparkplug is not None:
@@ -392,6 +416,7 @@ class Daemon:
             self.metrics.readings[(ev.signal, ev.quality.value)] += 1
             sig = self.ecfg.signals[ev.signal]
             good = ev.quality is Quality.GOOD
+            self.trends.on_reading(ev)
             if good:
                 self.mqtt.telemetry(ev.signal, {"value": ev.value, "unit": sig.unit, "quality": "good"}, ev.at)
             if self.tsdb is not None:

@@ -95,6 +95,8 @@ class Executor:
                     log.info("permit_notice", permit=a.permit_id, kind=a.kind)
                 case Note():
                     log.info(a.event, **dict(a.fields))
+                    if a.event == "baseline_learned":
+                        self.d.baselines.save(str(a.fields["machine"]), a.fields["baseline"])
         self.d.hub.changed()
 
     def _hazard(self, a: HazardRecord, now: float) -> None:

@@ -15,12 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.config import ConfigError, GatewayConfig, Problem
+from gateway.config import ConfigError, GatewayConfig, Machine, Problem
+from rules.condition import InsulationClass, MachineCfg
 from rules.config import EngineCfg, OutputCfg, OutputKind, SignalCfg, ZoneCfg, ZoneKind
 from rules.confined import Roster
 from rules.interlock import HotWorkCfg
 from rules.presence import PresenceCfg
 from rules.profiles import UNITS, ProfileError, resolve
+from rules.vibration import BaselineCfg, IsoCfg
 
 _HINTS = {
     "extra_forbidden": "remove it, or check its spelling against config/example-plant.toml",
@@ -90,6 +92,7 @@ def cross_check(cfg: GatewayConfig, base: Path) -> list[Problem]:
         ("receivers", [r.id for r in cfg.receivers]),
         ("badges", [b.beacon for b in cfg.badges]),
         ("face_terminals", [t.id for t in cfg.face_terminals]),
+        ("machines", [m.id for m in cfg.machines]),
     ):
         out += [
             Problem(path=f"{kind}.{i}", message=f"duplicate id {i!r} ({n} times)", hint="ids must be unique")
@@ -100,6 +103,7 @@ def cross_check(cfg: GatewayConfig, base: Path) -> list[Problem]:
     out += _devices(cfg)
     out += _signals(cfg)
     out += _outputs(cfg)
+    out += _machines(cfg)
     out += _files(cfg, base)
     try:
         ipaddress.ip_address(cfg.status.bind)
@@ -302,6 +306,86 @@ def _outputs(cfg: GatewayConfig) -> list[Problem]:
     return dedupe(out)
 
 
+def _machines(cfg: GatewayConfig) -> list[Problem]:
+    out: list[Problem] = []
+    zones = {z.id for z in cfg.zones}
+    signals = {s.id: s for s in cfg.signals}
+    outputs = {o.id: o for o in cfg.outputs}
+    for m in cfg.machines:
+        at = f"machines.{m.id}"
+        if m.zone not in zones:
+            out.append(Problem(path=f"{at}.zone", message=f"unknown zone {m.zone!r}", hint=f"known: {sorted(zones)}"))
+        if m.id in signals or m.id in ("outputs", "*"):
+            out.append(Problem(path=f"{at}.id", message="also a signal id (or reserved)", hint="acks name either"))
+        for name, sid, quantity in (
+            ("vibration_signal", m.vibration_signal, "vibration"),
+            ("temperature_signal", m.temperature_signal, "temperature"),
+        ):
+            sig = signals.get(sid)
+            if sig is None:
+                out.append(Problem(path=f"{at}.{name}", message=f"unknown signal {sid!r}", hint="add [[signals]]"))
+            elif sig.quantity != quantity:
+                out.append(Problem(path=f"{at}.{name}", message=f"{sid!r} is a {sig.quantity} signal, not {quantity}"))
+        if m.stop_output is not None:
+            o = outputs.get(m.stop_output)
+            if o is None or o.kind != "machine_run":
+                out.append(
+                    Problem(
+                        path=f"{at}.stop_output",
+                        message=f"{m.stop_output!r} is not an output of kind machine_run",
+                        hint='declare it under [[outputs]] with kind = "machine_run"',
+                    )
+                )
+        try:
+            machine_cfg(cfg, m)
+        except ValueError as exc:  # MachineCfgError / IsoCfgError: limits that cannot be right
+            out.append(Problem(path=at, message=str(exc)))
+    named = {m.stop_output for m in cfg.machines}
+    for o in cfg.outputs:
+        if o.kind == "machine_run" and o.id not in named:
+            out.append(
+                Problem(
+                    path=f"outputs.{o.id}",
+                    message="no [[machines]] entry names this machine_run output: it would never be released",
+                    hint="add a [[machines]] section with stop_output = " + repr(o.id),
+                )
+            )
+    for d in cfg.devices:
+        for p in d.points:
+            if p.waveform and (
+                d.transport != "mqtt" or signals.get(p.signal) is None or signals[p.signal].quantity != "vibration"
+            ):
+                out.append(
+                    Problem(
+                        path=f"devices.{d.id}.points.{p.signal}.waveform",
+                        message="waveform points are MQTT points of vibration signals",
+                    )
+                )
+    return out
+
+
+def machine_cfg(cfg: GatewayConfig, m: Machine) -> MachineCfg:
+    """Translate one [[machines]] section; raises ValueError (MachineCfgError) for impossible limits."""
+    sig = {s.id: s for s in cfg.signals}
+    vib, temp = sig.get(m.vibration_signal), sig.get(m.temperature_signal)
+    return MachineCfg(
+        id=m.id,
+        zone=m.zone,
+        vibration_signal=m.vibration_signal,
+        temperature_signal=m.temperature_signal,
+        iso=IsoCfg(group=m.group, foundation=m.foundation),
+        insulation=InsulationClass(m.insulation),
+        rate_of_rise_k_per_min=m.rate_of_rise_k_per_min,
+        stop_output=m.stop_output,
+        baseline=BaselineCfg(learn_count=m.baseline_learn_count),
+        temperature_alarm_c=m.temperature_alarm_c,
+        temperature_trip_c=m.temperature_trip_c,
+        vibration_stale_s=cfg.stale_after(vib) if vib else 5.0,
+        temperature_stale_s=cfg.stale_after(temp) if temp else 5.0,
+        fault_stops_machine=m.fault_stops_machine,
+    )
+
+
 def _files(cfg: GatewayConfig, base: Path) -> list[Problem]:
     out: list[Problem] = []
     files: list[tuple[str, Path | None]] = [
@@ -391,6 +475,7 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
                 and d.status.calibration_address is not None
             }
         ),
+        machines=MappingProxyType({m.id: machine_cfg(cfg, m) for m in cfg.machines}),
         hot_work=HotWorkCfg(
             face_window_s=hw.face_window_s,
             face_presence_s=hw.face_presence_s,

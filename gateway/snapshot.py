@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.clock import iso
 from gateway.executor import checklist_json
 from gateway.inputs import permit_json
+from gateway.trends import condition_json
 from rules import engine, plant
 from rules.config import Severity
 
@@ -160,6 +161,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         "face": dict(d.face.counts) if d.face is not None else None,
         "presence": {"zones": presence_zones, "receivers_down": sorted(ps.presence.down)},
         "permits": permits,
+        "condition": condition_json(s.condition, cfg.machines, now, d.vibration, d.trends) if cfg.machines else None,
         "outbox": d.records.stats(),
         "connectivity": {
             "mqtt": {"connected": d.mqtt.connected, "pending": d.mqtt.pending, "last_error": d.mqtt.last_error},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drivers.modbus import ByteOrder, DataType, DeviceSpec, PointSpec, StatusSpec, Table, WordOrder
-from drivers.mqtt_in import EspresenseCfg, PayloadKind, PayloadMapping
+from drivers.mqtt_in import EspresenseCfg, PayloadKind, PayloadMapping, WaveformMapping
 from gateway.config import Device, GatewayConfig
 
 
@@ -67,6 +67,8 @@ def mqtt_mappings(cfg: GatewayConfig) -> tuple[PayloadMapping, ...]:
             continue
         for p in d.points:
             assert p.topic is not None  # the loader refuses MQTT points without a topic
+            if p.waveform:
+                continue  # see waveform_mappings
             out.append(
                 PayloadMapping(
                     topic=p.topic,
@@ -78,6 +80,17 @@ def mqtt_mappings(cfg: GatewayConfig) -> tuple[PayloadMapping, ...]:
                 )
             )
     return tuple(out)
+
+
+def waveform_mappings(cfg: GatewayConfig) -> tuple[WaveformMapping, ...]:
+    """MQTT vibration points flagged `waveform = true`: frames for gateway/vibration.py."""
+    return tuple(
+        WaveformMapping(topic=p.topic, signal=p.signal)
+        for d in cfg.devices
+        if d.transport == "mqtt"
+        for p in d.points
+        if p.waveform and p.topic
+    )
 
 
 def espresense(cfg: GatewayConfig) -> EspresenseCfg | None:

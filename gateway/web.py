@@ -67,6 +67,7 @@ class StatusServer:
                 web.get("/static/{name}", self.static),
                 web.get("/api/state", self.state),
                 web.get("/api/events", self.events),
+                web.get("/api/trends/{point}", self.trend),
                 web.get("/healthz", self.healthz),
                 web.get("/metrics", self.metrics),
             ]
@@ -188,6 +189,13 @@ class StatusServer:
         return web.Response(
             body=render(self.d).encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )
+
+    async def trend(self, request: web.Request) -> web.Response:
+        """24 h of minute min/max/mean of one machine point, with ISO bands or temperature limits."""
+        try:
+            return web.json_response(self.d.trends.series(request.match_info["point"]))
+        except KeyError:
+            raise web.HTTPNotFound(text="unknown trend point") from None
 
     async def healthz(self, request: web.Request) -> web.Response:
         ok = self.d.ready and not self.d.state.output_fault

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: these modules import rules.config themselves
+    from rules.condition import MachineCfg
     from rules.confined import Roster
     from rules.interlock import HotWorkCfg
     from rules.presence import PresenceCfg
@@ -155,6 +156,8 @@ class EngineCfg:
     """Confined-space zone -> the zone at its entrance where the attendant must be."""
     hot_work: HotWorkCfg | None = None
     """Interlock tuning; None: the documented defaults (rules/interlock.py)."""
+    machines: Mapping[str, MachineCfg] = field(default_factory=_frozen)  # type: ignore[arg-type]
+    """Condition-monitored machines by id (rules/condition.py via rules/machines.py)."""
     hazard_dedup_s: float = 300.0
     """The same hazard (zone, category, title) is reported once per this window."""
     hazard_recur_n: int = 3
@@ -171,6 +174,15 @@ class EngineCfg:
         for oid, o in self.outputs.items():
             if o.zone not in self.zones:
                 raise ValueError(f"outputs.{oid}.zone: unknown zone {o.zone!r}")
+        for mid, m in self.machines.items():
+            if m.zone not in self.zones:
+                raise ValueError(f"machines.{mid}.zone: unknown zone {m.zone!r}")
+            for sig in (m.vibration_signal, m.temperature_signal):
+                if sig not in self.signals:
+                    raise ValueError(f"machines.{mid}: unknown signal {sig!r}")
+            out = self.outputs.get(m.stop_output) if m.stop_output is not None else None
+            if m.stop_output is not None and (out is None or out.kind is not OutputKind.MACHINE_RUN):
+                raise ValueError(f"machines.{mid}.stop_output: {m.stop_output!r} is not a machine_run output")
 
     def signals_in(self, zone: str) -> tuple[SignalCfg, ...]:
         return tuple(s for s in self.signals.values() if s.zone == zone)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from rules import gas, hazards, plant, presence
+from rules import gas, hazards, machines, plant, presence
 from rules.actions import Action, AlarmUpdate, HazardRecord, Note, SetOutput
 from rules.config import EngineCfg, OutputCfg, OutputKind, Severity, ZoneKind
 from rules.events import (
@@ -30,6 +30,7 @@ from rules.events import (
     Tick,
 )
 from rules.interlock import PermitView
+from rules.vibration import Baseline
 
 
 class EngineError(ValueError):
@@ -54,13 +55,17 @@ class EngineState:
     """Presence, confined spaces, faces, permits and hot-work interlocks."""
     hazards: hazards.HazardState = hazards.HazardState()
     """Recent hazards, for de-duplication and repeated-hazard escalation."""
+    condition: machines.MachinesState = machines.MachinesState()
+    """Condition monitoring of the machines and their stop demand (rules/machines.py)."""
     steps: int = 0
 
 
-def initial(cfg: EngineCfg) -> EngineState:
+def initial(cfg: EngineCfg, baselines: Mapping[str, Baseline] | None = None) -> EngineState:
+    """`baselines`: learned vibration baselines per machine, restored from the state dir."""
     return EngineState(
         signals=MappingProxyType({sid: gas.initial(s) for sid, s in cfg.signals.items()}),
         outputs=MappingProxyType({oid: o.safe for oid, o in cfg.outputs.items()}),
+        condition=machines.initial(baselines),
     )
 
 
@@ -73,10 +78,12 @@ def step(s: EngineState, ev: Event, now: float, cfg: EngineCfg) -> tuple[EngineS
     match ev:
         case Reading():
             s = _reading(s, ev, cfg, acts)
+            s = _machines(s, ev, now, cfg, acts)
             zones = (cfg.signals[ev.signal].zone,)
         case Tick():
             s = _tick(s, now, cfg, acts)
             s = _presence(s, ev, now, cfg, acts)
+            s = _machines(s, ev, now, cfg, acts)
         case Sighting() | ReceiverStatus():
             s = _presence(s, ev, now, cfg, acts)
         case FaceMatch():
@@ -93,8 +100,13 @@ def step(s: EngineState, ev: Event, now: float, cfg: EngineCfg) -> tuple[EngineS
             acts.append(
                 Note("sensor_dates", {"device": ev.device, "bump_utc": ev.bump_utc, "cal_utc": ev.calibration_utc})
             )
+        case Ack() if ev.target in cfg.machines:
+            s = _machines(s, ev, now, cfg, acts)
+            who = {"target": ev.target, "zone": ev.zone, "user": ev.user, "role": ev.role}
+            acts.append(Note("alarm_acknowledged", who))
         case Ack():
             s = _ack(s, ev, now, cfg, acts)
+            s = _machines(s, ev, now, cfg, acts)  # a signal id or "*" + zone also clears machine latches
         case Silence():
             if ev.zone not in cfg.zones:
                 raise EngineError(f"silence: unknown zone {ev.zone!r}")
@@ -140,6 +152,14 @@ def _presence(
             )
         )
     return replace(s, plant=replace(s.plant, presence=ps))
+
+
+def _machines(s: EngineState, ev: Event, now: float, cfg: EngineCfg, acts: list[Action]) -> EngineState:
+    if not cfg.machines:
+        return s
+    ms, out = machines.step(s.condition, ev, now, cfg.machines)
+    acts.extend(out)
+    return s if ms is s.condition else replace(s, condition=ms)
 
 
 def _permit(s: EngineState, ev: PermitUpdate, acts: list[Action]) -> EngineState:
@@ -307,7 +327,7 @@ def _active(o: OutputCfg, s: EngineState, now: float, cfg: EngineCfg) -> bool:
         case OutputKind.IGNITION:
             return plant.ignition_released(s.plant, o.zone)  # the hot-work interlock (rules/interlock.py)
         case OutputKind.MACHINE_RUN:
-            return True  # stopped by condition-monitoring trips (rules/condition.py)
+            return not machines.machine_stopped(s.condition, o.id, cfg.machines)
     return False
 
 

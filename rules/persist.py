@@ -1,9 +1,9 @@
 """What survives a restart, as JSON-ready data, and how it is put back. Pure.
 
 Kept: latched alarm levels and latched faults (with who acknowledged last), evacuations in
-force, and a latched output fault. Each comes back *latched but not active*: the first
-readings decide what is active again, and only an acknowledgement clears a latch, exactly
-as before the restart.
+force, a latched output fault, and machines' latched trips and sensor faults. Each comes
+back *latched but not active*: the first readings decide what is active again, and only
+an acknowledgement clears a latch, exactly as before the restart.
 
 Not kept, on purpose: presence, faces and interlock state. After a restart every badge is
 UNKNOWN and no face is fresh, so no permissive can be released until every condition is
@@ -17,6 +17,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from rules import machines
 from rules.config import EngineCfg
 from rules.confined import ConfinedState
 from rules.engine import EngineState
@@ -34,7 +35,13 @@ def latched(s: EngineState) -> dict[str, Any]:
         if levels or fault:
             signals[sid] = {"levels": levels, "fault": fault, "acked_by": st.acked_by or None}
     evac = {z: cs.evac_reason for z, cs in s.plant.confined.items() if cs.evacuating}
-    return {"version": VERSION, "signals": signals, "evacuations": evac, "output_fault": s.output_fault or None}
+    return {
+        "version": VERSION,
+        "signals": signals,
+        "evacuations": evac,
+        "output_fault": s.output_fault or None,
+        "machines": machines.latched(s.condition),
+    }
 
 
 def restore(s: EngineState, saved: Mapping[str, Any], cfg: EngineCfg, now: float) -> tuple[EngineState, list[str]]:
@@ -68,8 +75,14 @@ def restore(s: EngineState, saved: Mapping[str, Any], cfg: EngineCfg, now: float
         confined[zone] = replace(
             confined.get(zone, ConfinedState()), evacuating=True, evac_since=now, evac_reason=str(reason)
         )
+    restored = machines.initial(s.condition.restored, saved.get("machines") or {}).restored_latches
+    skipped += [f"machines.{m}: no longer configured" for m in restored if m not in cfg.machines]
+    condition = replace(
+        s.condition, restored_latches=MappingProxyType({m: k for m, k in restored.items() if m in cfg.machines})
+    )
     s = replace(
         s,
+        condition=condition,
         signals=MappingProxyType(sigs),
         output_fault=str(saved.get("output_fault") or ""),
         plant=replace(s.plant, confined=MappingProxyType(confined)),
