@@ -12,7 +12,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from firmware_sim.modbus_devices import GasDetectorSim
+from firmware_sim.modbus_devices import GasDetectorSim, TemperatureTransmitterSim
+from firmware_sim.mqtt_sensors import Tone, VibrationSensorSim
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,8 @@ class Plant:
     gas: dict[str, GasDetectorSim]
     ack: Callable[[str], None]
     """Acknowledge every alarm of a zone (what an operator does at the status page)."""
+    vibration: VibrationSensorSim | None = None
+    temperature: TemperatureTransmitterSim | None = None
 
 
 def ramp(sim: GasDetectorSim, name: str, start: float, end: float, at_s: float, over_s: float, every_s: float = 0.5):
@@ -87,7 +90,28 @@ def lel_rise(p: Plant) -> tuple[float, list[Step]]:
     ]
 
 
+def _vib(p: Plant, mm_s: float) -> Callable[[], None]:
+    """Set the pump's vibration to a velocity RMS (one 25 Hz tone)."""
+
+    def set_it() -> None:
+        if p.vibration is not None:
+            p.vibration.tones = (Tone(25.0, mm_s / 1000 * 2**0.5 * 2 * 3.141592653589793 * 25.0),)
+
+    return set_it
+
+
+def pump_wear(p: Plant) -> tuple[float, list[Step]]:
+    return 70.0, [
+        Step(0, "pump P-201 healthy: 1.0 mm/s (ISO zone A), winding 72 degC; run relay energized", _vib(p, 1.0)),
+        Step(15, "a bearing starts to wear: 3.4 mm/s (zone C): maintenance is warned", _vib(p, 3.4)),
+        Step(30, "worse: 5.2 mm/s (zone D): the pump is stopped (run relay de-energized, latched)", _vib(p, 5.2)),
+        Step(42, "bearing replaced: 1.0 mm/s again; the stop stays latched until acknowledged", _vib(p, 1.0)),
+        Step(52, "maintenance acknowledges the pump: it may run again", lambda: p.ack("pump-room")),
+    ]
+
+
 SCENARIOS: dict[str, Callable[[Plant], tuple[float, list[Step]]]] = {
+    "pump-wear": pump_wear,
     "o2-drop": o2_drop,
     "detector-fault": detector_fault,
     "lel-rise": lel_rise,

@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, default=None, help="stop cleanly after S seconds")
 
     demo = sub.add_parser("demo", help="run a simulated plant with the gateway and its status page")
-    demo.add_argument("--scenario", default="o2-drop", help="o2-drop (default), detector-fault, lel-rise")
+    demo.add_argument("--scenario", default="o2-drop", help="o2-drop (default), detector-fault, lel-rise, pump-wear")
     demo.add_argument("--http-port", type=int, default=8080, help="status page port (default 8080)")
     demo.add_argument("--mqtt-port", type=int, default=1883, help="broker port; embedded broker if none there")
     demo.add_argument("--duration", type=float, default=None, help="stop cleanly after S seconds")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import structlog
 
-from firmware_sim.modbus_devices import GasDetectorSim, RelayModuleSim
+from firmware_sim.modbus_devices import GasDetectorSim, RelayModuleSim, TemperatureTransmitterSim
+from firmware_sim.mqtt_sensors import Tone, VibrationSensorSim
 from firmware_sim.scenario import SCENARIOS, Plant, play
 from gateway.clock import iso
 from gateway.config import ConfigError, GatewayConfig
@@ -78,26 +79,38 @@ async def demo(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    sims: dict[str, GasDetectorSim | RelayModuleSim] = {}
+    sims: dict[str, GasDetectorSim | RelayModuleSim | TemperatureTransmitterSim] = {}
+    now = int(time.time())
     for d in cfg.devices:
         if d.transport != "modbus_tcp":
             continue
-        # Detectors bump-tested an hour ago and calibrated a month ago (an overdue one blocks hot work).
-        now = int(time.time())
-        sims[d.id] = (
-            RelayModuleSim(n=8)
-            if d.watchdog
-            else GasDetectorSim(bump_utc_s=now - 3600, calibration_utc_s=now - 30 * 86400)
-        )
+        loops = [p.current_loop for p in d.points if p.current_loop]
+        if d.watchdog:
+            sims[d.id] = RelayModuleSim(n=8)
+        elif loops:
+            sims[d.id] = TemperatureTransmitterSim(ranges=(loops[0],))
+        else:
+            # Detectors bump-tested an hour ago and calibrated a month ago (an overdue one blocks hot work).
+            sims[d.id] = GasDetectorSim(bump_utc_s=now - 3600, calibration_utc_s=now - 30 * 86400)
     broker = None
+    vib: VibrationSensorSim | None = None
     try:
         for sim in sims.values():
             await sim.start()
+            if isinstance(sim, TemperatureTransmitterSim):
+                sim.set_value("t0", 72.0)  # a warm, healthy winding
         if await _port_open(args.mqtt_port):
             _say(f"using the MQTT broker already listening on 127.0.0.1:{args.mqtt_port}")
         else:
             broker = await _embedded_broker(args.mqtt_port)
             _say(f"started an embedded MQTT broker (amqtt) on 127.0.0.1:{args.mqtt_port}")
+        waveform = next((p for d in cfg.devices if d.transport == "mqtt" for p in d.points if p.waveform), None)
+        if waveform is not None and waveform.topic:
+            # 1.0 mm/s RMS at 25 Hz: ISO zone A. (acceleration peak = v_rms * sqrt(2) * 2 * pi * f)
+            vib = VibrationSensorSim(
+                f"mqtt://127.0.0.1:{args.mqtt_port}", waveform_topic=waveform.topic, tones=(Tone(25.0, 0.222),)
+            )
+            await vib.start()
         with tempfile.TemporaryDirectory(prefix="edge-demo-") as state:
             cfg = _rewire(cfg, {k: s.port for k, s in sims.items()}, args.http_port, args.mqtt_port, Path(state))
             daemon = Daemon(cfg, base=path.parent, config_hash="demo")
@@ -106,7 +119,8 @@ async def demo(args: argparse.Namespace) -> int:
             def ack(zone: str) -> None:
                 daemon.inbox.put(Ack("*", "demo-operator", "operator", iso(daemon.clock.utc()), zone))
 
-            plant = Plant(gas=gas, ack=ack)
+            temps = [x for x in sims.values() if isinstance(x, TemperatureTransmitterSim)]
+            plant = Plant(gas=gas, ack=ack, vibration=vib, temperature=temps[0] if temps else None)
             daemon.extra_tasks.append(
                 (f"scenario[{args.scenario}]", lambda: play(args.scenario, plant, _say, time.monotonic))
             )
@@ -124,6 +138,8 @@ async def demo(args: argparse.Namespace) -> int:
             )
             return await daemon.run(args.duration)
     finally:
+        if vib is not None:
+            await vib.stop()
         for sim in sims.values():
             await sim.stop()
         if broker is not None:
