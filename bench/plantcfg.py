@@ -1,0 +1,114 @@
+"""The benchmark's plant: a TOML configuration generated for the ports of this run.
+
+Zones and outputs (relay coils, de-energized = safe):
+
+* ``tank-m`` (confined space): a Modbus TCP four-gas detector polled every `poll_s`;
+  its gas permissive is coil 0. Tripped by H2S alarm 1 (5 ppm, non-latching in the
+  OSHA profile, so the permissive comes back without an acknowledgement).
+* ``tank-q`` (confined space): one MQTT-push H2S sensor; its gas permissive is coil 1.
+* ``load-NN`` (general): `signals` temperature signals fed over MQTT by the load
+  generator (topic ``bench/load/{i}``, JSON ``{"value": ...}``); no outputs.
+* ``badges`` people and BLE badges (config only: nothing sends sightings here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.tomlw import dumps
+
+GAS_COIL, MQTT_COIL = 0, 1
+MQTT_GAS_TOPIC = "bench/gas/q_h2s"
+LOAD_TOPIC = "bench/load/{i}"
+SITE, GATEWAY = "bench-plant", "gw-bench"
+LOAD_PER_ZONE = 50
+
+
+@dataclass(frozen=True)
+class Ports:
+    gas: int
+    relay: int
+    mqtt: int
+    http: int
+
+
+def alarm_topic(zone: str, signal: str) -> str:
+    return f"edge/{SITE}/{GATEWAY}/alarm/{zone}/{signal}"
+
+
+def raw_config(ports: Ports, state_dir: Path, *, poll_s: float, signals: int, badges: int) -> dict[str, Any]:
+    """The configuration as a TOML-shaped dict."""
+    zones: list[dict[str, Any]] = [
+        {"id": "tank-m", "kind": "confined_space", "name": "Tank M (Modbus detector)"},
+        {"id": "tank-q", "kind": "confined_space", "name": "Tank Q (MQTT sensor)"},
+    ]
+    nzones = (signals + LOAD_PER_ZONE - 1) // LOAD_PER_ZONE
+    zones += [{"id": f"load-{z:02d}", "kind": "general"} for z in range(nzones)]
+    gas_points = [
+        {"signal": f"m_{q}", "address": a, "type": "int16", "scale": 0.1}
+        for q, a in (("o2", 1), ("lel", 2), ("h2s", 3), ("co", 4))
+    ]
+    devices: list[dict[str, Any]] = [
+        {
+            "id": "gas-m", "transport": "modbus_tcp", "host": "127.0.0.1", "port": ports.gas, "unit_id": 1,
+            "poll_s": poll_s, "timeout_s": 0.3,
+            "status": {"address": 0, "bump_address": 10, "calibration_address": 12},
+            "points": gas_points,
+        },
+        {
+            "id": "relay-1", "transport": "modbus_tcp", "host": "127.0.0.1", "port": ports.relay, "unit_id": 1,
+            "poll_s": 1.0, "timeout_s": 0.3,
+            "watchdog": {"heartbeat_register": 0, "timeout_register": 1, "clear_register": 2, "timeout_ms": 1000},
+        },
+        {
+            "id": "gas-q", "transport": "mqtt", "poll_s": 0.2,
+            "points": [{"signal": "q_h2s", "topic": MQTT_GAS_TOPIC, "json_path": "value"}],
+        },
+    ]
+    if signals:
+        devices.append({
+            "id": "load", "transport": "mqtt", "poll_s": 1.0,
+            "points": [{"signal": f"load_{i}", "topic": LOAD_TOPIC.format(i=i), "json_path": "value"}
+                       for i in range(signals)],
+        })
+    units = {"o2": "%vol", "lel": "%LEL", "h2s": "ppm", "co": "ppm"}
+    sigs: list[dict[str, Any]] = [
+        {"id": f"m_{q}", "quantity": q, "unit": u, "zone": "tank-m"} for q, u in units.items()
+    ]
+    sigs.append({"id": "q_h2s", "quantity": "h2s", "unit": "ppm", "zone": "tank-q"})
+    # Load signals: stale after 300 s so that the pauses between load phases do not
+    # turn 500 signals into latched faults (that would measure fault handling, not load).
+    sigs += [
+        {"id": f"load_{i}", "quantity": "temperature", "unit": "degC",
+         "zone": f"load-{i // LOAD_PER_ZONE:02d}", "stale_after_s": 300.0}
+        for i in range(signals)
+    ]
+    outputs = [
+        {"id": "m_permissive", "device": "relay-1", "coil": GAS_COIL, "kind": "gas_permissive", "zone": "tank-m"},
+        {"id": "q_permissive", "device": "relay-1", "coil": MQTT_COIL, "kind": "gas_permissive", "zone": "tank-q"},
+    ]
+    raw: dict[str, Any] = {
+        "site": {"id": SITE, "gateway_id": GATEWAY, "profile": "osha"},
+        "engine": {"tick_s": 0.1, "silence_s": 60},
+        "zones": zones,
+        "devices": devices,
+        "signals": sigs,
+        "outputs": outputs,
+    }
+    if badges:
+        raw["people"] = [{"id": f"p{i:04d}", "name": f"Worker {i}"} for i in range(badges)]
+        raw["badges"] = [
+            {"beacon": f"ibeacon:f7826da6-4fa2-4e98-8024-bc5b71e0893e:100:{i}", "person": f"p{i:04d}"}
+            for i in range(badges)
+        ]
+    raw["mqtt"] = {"url": f"mqtt://127.0.0.1:{ports.mqtt}", "prefix": "edge"}
+    raw["status"] = {"bind": "127.0.0.1", "port": ports.http}
+    raw["state"] = {"dir": str(state_dir)}
+    return raw
+
+
+def write(path: Path, ports: Ports, state_dir: Path, *, poll_s: float, signals: int, badges: int) -> Path:
+    path.write_text(dumps(raw_config(ports, state_dir, poll_s=poll_s, signals=signals, badges=badges)))
+    return path
