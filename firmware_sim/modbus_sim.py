@@ -74,6 +74,10 @@ def no_regs() -> list[SimData]:
     return [SimData(0, count=1, datatype=DataType.INVALID)]
 
 
+SHUTDOWN_S = 2.0
+"""Longest wait for pymodbus to close a server (it can wait on a client that never leaves)."""
+
+
 class ModbusSim:
     """A simulated device on Modbus TCP (127.0.0.1, port 0 allowed) or RTU (a serial path)."""
 
@@ -137,9 +141,20 @@ class ModbusSim:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reopen
             self._reopen = None
-        if self._server is not None:
-            await self._server.shutdown()  # type: ignore[no-untyped-call]
-            self._server = None
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        """Close the server, bounded: pymodbus may wait for a connected client indefinitely."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        try:
+            async with asyncio.timeout(SHUTDOWN_S):
+                await server.shutdown()  # type: ignore[no-untyped-call]
+        except TimeoutError:
+            transport: Any = getattr(server, "transport", None)
+            if transport is not None:
+                transport.close()  # stop listening; open connections die with their sockets
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -195,9 +210,7 @@ class ModbusSim:
 
             self._reopen = asyncio.create_task(_speak_again())
             return
-        if self._server is not None:
-            await self._server.shutdown()  # type: ignore[no-untyped-call]
-            self._server = None
+        await self._shutdown()
 
         async def _listen_again() -> None:
             await asyncio.sleep(for_s)
