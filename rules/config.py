@@ -166,8 +166,14 @@ class EngineCfg:
     sensor_intervals: Mapping[str, tuple[float, float]] = field(default_factory=_frozen)  # type: ignore[arg-type]
     """Device -> (bump-test interval s, calibration interval s) for detectors that report their dates
     (DOMAIN.md: bump test every 24 h; calibration per device). Until dates are read, they count as overdue."""
+    by_zone: Mapping[str, tuple[SignalCfg, ...]] = field(init=False, repr=False, compare=False)
+    """Signals per zone, computed once (the engine asks for them on every step)."""
 
     def __post_init__(self) -> None:
+        zones: dict[str, list[SignalCfg]] = {z: [] for z in self.zones}
+        for s in self.signals.values():
+            zones.setdefault(s.zone, []).append(s)
+        object.__setattr__(self, "by_zone", MappingProxyType({z: tuple(v) for z, v in zones.items()}))
         for sid, s in self.signals.items():
             if s.zone not in self.zones:
                 raise ValueError(f"signals.{sid}.zone: unknown zone {s.zone!r}")
@@ -185,4 +191,4 @@ class EngineCfg:
                 raise ValueError(f"machines.{mid}.stop_output: {m.stop_output!r} is not a machine_run output")
 
     def signals_in(self, zone: str) -> tuple[SignalCfg, ...]:
-        return tuple(s for s in self.signals.values() if s.zone == zone)
+        return self.by_zone.get(zone, ())

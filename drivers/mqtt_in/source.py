@@ -185,6 +185,13 @@ class MqttInput:
         self._client_id = client_id
         self._emit = emit
         self._mappings = tuple(mappings)
+        # Exact topics by dict lookup; only wildcard filters are matched one by one (profiled:
+        # a linear scan over hundreds of mappings per message was the pipeline's top cost).
+        self._exact: dict[str, list[PayloadMapping]] = {}
+        for m in self._mappings:
+            if "+" not in m.topic and "#" not in m.topic:
+                self._exact.setdefault(m.topic, []).append(m)
+        self._wild = tuple(m for m in self._mappings if "+" in m.topic or "#" in m.topic)
         self._waveforms = tuple(waveforms)
         self._espresense = espresense
         self._on_waveform = on_waveform
@@ -315,7 +322,10 @@ class MqttInput:
         raw = message.payload
         payload = raw if isinstance(raw, bytes) else bytes(raw) if isinstance(raw, bytearray) else b""
         matched = False
-        for m in self._mappings:
+        for m in self._exact.get(topic, ()):
+            matched = True
+            self._scalar(m, topic, payload, bool(message.retain))
+        for m in self._wild:
             if topic_matches(m.topic, topic):
                 matched = True
                 self._scalar(m, topic, payload, bool(message.retain))
