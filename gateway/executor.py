@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("executor")
 
 PERMIT_EVENTS = {
+    "active": "activated",
+    "suspended": "suspended",
+    "closed": "closed",
+    "cancelled": "closed",
     "ignition_released": "ignition_released",
     "ignition_dropped": "ignition_dropped",
     "expired": "expired",

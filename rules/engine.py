@@ -29,7 +29,7 @@ from rules.events import (
     Silence,
     Tick,
 )
-from rules.interlock import PermitView
+from rules.interlock import PermitNotice, PermitView
 from rules.vibration import Baseline
 
 
@@ -170,6 +170,10 @@ def _permit(s: EngineState, ev: PermitUpdate, acts: list[Action]) -> EngineState
     permits = dict(s.plant.permits)
     permits[pid] = PermitView(ev.permit, offset)
     acts.append(Note("permit_updated", {"permit": pid, "state": ev.permit.state.value, "zone": ev.permit.zone_id}))
+    reported = ("active", "suspended", "closed", "cancelled", "expired")
+    if (old is None or old.permit.state is not ev.permit.state) and ev.permit.state.value in reported:
+        # The ledger moves permits between states; the gateway reports what it now enforces.
+        acts.append(PermitNotice(pid, ev.permit.state.value, {"zone": ev.permit.zone_id}))
     return replace(s, plant=replace(s.plant, permits=MappingProxyType(permits)))
 
 

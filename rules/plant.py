@@ -17,7 +17,7 @@ from rules.config import EngineCfg, Severity, ZoneKind
 from rules.events import FaceMatch
 from rules.gas import SignalState
 from rules.interlock import DEFAULT_CFG as HOT_WORK_DEFAULTS
-from rules.interlock import HotWorkState, Inputs, PermitView
+from rules.interlock import HotWorkState, Ignition, Inputs, PermitView
 from rules.permit import PermitState, PermitType, Role, people_with
 
 GAS = frozenset({"o2", "lel", "h2s", "co"})
@@ -218,7 +218,31 @@ def refresh_hot_work(
         st, out = interlock.step(st, _inputs(ps, view, now, cfg, signals, sev, output_fault, overdue), now, hcfg)
         states[pid] = st
         acts.extend(out)
+        acts.extend(_denial_hazards(out, view))
     return replace(ps, hot_work=MappingProxyType(states)), acts
+
+
+SAFETY_CHECKS = ("gas_ok", "no_alarm", "sensors_in_date", "gas_test_valid")
+"""Checks whose failure while ignition was released is a hazard (fire), not just a stop."""
+
+
+def _denial_hazards(out: tuple[object, ...], view: PermitView) -> list[Action]:
+    """Ignition dropped for a safety reason -> a hazard for the ledger (the crew leaving is not one)."""
+    found: list[Action] = []
+    for a in out:
+        if isinstance(a, Ignition) and not a.released and a.checklist is not None:
+            failing = [c for c in a.checklist.items if not c.ok and c.name in SAFETY_CHECKS]
+            if failing:
+                found.append(
+                    HazardRecord(
+                        zone=a.zone,
+                        category="fire",
+                        level="general",
+                        title=f"hot work stopped in {a.zone}: " + ", ".join(c.name for c in failing),
+                        evidence={"permit": view.permit.permit_id, "reasons": [c.reason for c in failing]},
+                    )
+                )
+    return found
 
 
 def ignition_released(ps: PlantState, zone: str) -> bool:

@@ -243,6 +243,31 @@ def test_overdue_bump_test_blocks_release_and_a_fresh_one_allows_it() -> None:
     assert s.plant.hot_work["HW-1"].released
 
 
+def test_a_safety_drop_is_a_fire_hazard_and_activation_is_reported() -> None:
+    from rules.interlock import PermitNotice
+
+    r = Run()
+    acts = r.ev(PermitUpdate(hot_work_permit(), OFFSET))
+    assert PermitNotice("HW-1", "active", {"zone": "bay"}) in acts
+    release(r)
+    assert r.coils["ign"]
+    acts = r.ev(Reading("bay.lel", 12.0, r.t + 0.1))
+    fire = [a for a in acts if isinstance(a, HazardRecord) and a.category == "fire"]
+    assert len(fire) == 1 and "gas_ok" in fire[0].title and fire[0].evidence["permit"] == "HW-1"
+
+
+def test_the_operator_leaving_is_a_stop_not_a_hazard() -> None:
+    r = Run()
+    release(r)
+    hazards: list[object] = []
+    for _ in range(12):
+        r.seen(WATCH, "rx-bay")
+        r.gas()
+        r.tick(1.0)
+        hazards += [a for a in r.acts if isinstance(a, HazardRecord)]
+    assert not r.coils["ign"] and hazards == []
+
+
 def test_face_at_another_zones_terminal_never_releases() -> None:
     r = Run()
     r.ev(PermitUpdate(hot_work_permit(), OFFSET))
