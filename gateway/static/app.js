@@ -16,6 +16,8 @@
   const POLL_IF_QUIET_MS = 1500;
   const POLL_TIMEOUT_MS = 3000;
   const STALE_AFTER_S = 5; // DOMAIN.md: stale = older than 3 x the poll period, 5 s at most
+  // Trend charts: refresh period (?trend_s= for tests and slow links), 60 s by default.
+  const TREND_REFRESH_MS = Math.min(600, Math.max(1, Number(Q.get('trend_s')) || 60)) * 1000;
   const ICONS = '#'; // the sprite is put inline at start: icons keep working when the gateway is gone
   const SVGNS = 'http://www.w3.org/2000/svg';
 
@@ -259,6 +261,7 @@
       case 'permits': return permitsView();
       case 'devices': return devicesView();
       case 'connectivity': return connectivityView();
+      case 'condition': return conditionView();
       default: return overviewView();
     }
   }
@@ -433,7 +436,282 @@
     if (!isObj(c) && !Array.isArray(c)) return null;
     const ms = list(c.machines ?? c).filter((m) => !m.zone || m.zone === zid);
     if (!ms.length) return null;
-    return section('Machines', 'device', h('ul', { class: 'kv' }, ms.map((m) => h('li', {}, h('strong', { text: m.name || m.id }), ' ', h('span', { class: 'tag', text: String(m.level ?? m.state ?? '?') }), ' ', Object.entries(m).filter(([k, v]) => !['id', 'name', 'zone', 'level', 'state', 'trend'].includes(k) && typeof v !== 'object').map(([k, v]) => k + ' ' + v).join(' · ')))));
+    return section('Machines', 'device', h('ul', { class: 'kv' }, ms.map((m) => h('li', {}, h('strong', { text: m.name || m.id }), ' ', h('span', { class: 'tag', text: String(m.level ?? m.state ?? '?') }), ' ', Object.entries(m).filter(([k, v]) => !['id', 'name', 'zone', 'level', 'state', 'trend'].includes(k) && typeof v !== 'object').map(([k, v]) => k + ' ' + v).join(' · ')))),
+      h('a', { href: '#/condition', text: 'Trends and ISO zones' }));
+  }
+
+  // ---- condition monitoring: machine cards with 24 h trend charts ---------------------------
+  // Trends come from GET /api/trends/{point} (gateway/trends.py TrendStore.series): minutes
+  // oldest first with min/max/mean, plus ISO 10816-3 boundaries (vibration) or alarm/trip
+  // limits (temperature). Fetched when the view opens, then every TREND_REFRESH_MS; a failed
+  // fetch keeps the last chart but marks it stale (never green), a 404 says "no data".
+  const TREND_PATH = /^\/api\/trends\/[^/?#]+$/;
+  const TREND_TIMEOUT_MS = 5000;
+  const TREND_RETRY_MS = 10000; // after a failed fetch: sooner than the regular refresh
+  const DAY_MS = 864e5;
+  const UNITS = { degC: '°C', 'mm/s': 'mm/s' };
+  const MACHINE_LEVELS = {
+    normal: { label: 'Normal', icon: 'ok', cls: 'normal' },
+    warning: { label: 'Warning', icon: 'warn', cls: 'warning' },
+    alarm: { label: 'Alarm', icon: 'alarm', cls: 'alarm' },
+    trip: { label: 'TRIP', icon: 'alarm', cls: 'alarm' },
+    fault: { label: 'Sensor fault', icon: 'fault', cls: 'fault' },
+  };
+  const TREND_KINDS = [['vibration', 'Vibration RMS'], ['temperature', 'Temperature']];
+  const trends = new Map(); // url -> {body, endMs, okAt, tried, failed, missing, why, inflight, svg, svgNarrow}
+
+  const unitText = (u) => UNITS[u] || u || '';
+  const two = (n) => String(n).padStart(2, '0');
+  const hhmm = (ms) => { const d = new Date(ms); return two(d.getHours()) + ':' + two(d.getMinutes()); };
+  function utcOffsetText() {
+    const off = -new Date().getTimezoneOffset();
+    return 'UTC' + (off < 0 ? '−' : '+') + two(Math.floor(Math.abs(off) / 60)) + ':' + two(Math.abs(off) % 60);
+  }
+
+  function conditionMachines() {
+    const c = st.snap?.condition;
+    if (!isObj(c) && !Array.isArray(c)) return [];
+    return list(c.machines ?? c).filter(isObj);
+  }
+
+  // Only this gateway's own trend paths are fetched, whatever the snapshot says.
+  function trendUrl(m, kind) {
+    const u = isObj(m.trend) ? m.trend[kind] : null;
+    return typeof u === 'string' && TREND_PATH.test(u) ? u : null;
+  }
+
+  function refreshTrends(force) {
+    if (WALL || route().name !== 'condition') return;
+    const now = performance.now();
+    for (const m of conditionMachines()) {
+      for (const [kind] of TREND_KINDS) {
+        const u = trendUrl(m, kind);
+        if (!u) continue;
+        const t = trends.get(u);
+        const due = !t || now - t.tried >= (t.failed ? Math.min(TREND_RETRY_MS, TREND_REFRESH_MS) : TREND_REFRESH_MS);
+        if ((force || due) && !(t && t.inflight)) fetchTrend(u);
+      }
+    }
+  }
+
+  async function fetchTrend(url) {
+    const t = trends.get(url) || { body: null, endMs: 0, okAt: 0, tried: 0, failed: false, missing: false, why: '', inflight: false, svg: null };
+    trends.set(url, t);
+    t.inflight = true;
+    t.tried = performance.now();
+    const ctrl = new AbortController();
+    const timer = setTimeout(() => ctrl.abort(), TREND_TIMEOUT_MS);
+    try {
+      const r = await fetch(url, { cache: 'no-store', signal: ctrl.signal });
+      if (r.status === 404) {
+        Object.assign(t, { body: null, svg: null, missing: true, failed: false, why: '' });
+      } else {
+        if (!r.ok) throw new Error('HTTP ' + r.status);
+        const body = await r.json();
+        if (!isObj(body) || !Array.isArray(body.minutes)) throw new Error('unreadable trend data');
+        // The window ends at the gateway's "now" (its clock, not this browser's).
+        const gw = Date.parse(st.snap?.utc);
+        Object.assign(t, { body, endMs: Number.isFinite(gw) ? gw : Date.now(), okAt: Date.now(), svg: null, missing: false, failed: false, why: '' });
+      }
+    } catch (err) {
+      t.failed = true;
+      t.why = err.name === 'AbortError' ? 'the gateway does not answer' : 'no answer from the gateway';
+      if (err instanceof Error && /^HTTP|unreadable/.test(err.message)) t.why = err.message;
+    } finally {
+      clearTimeout(timer);
+      t.inflight = false;
+    }
+    if (!WALL && route().name === 'condition' && st.snap) render();
+  }
+
+  function machineLook(m) {
+    const known = MACHINE_LEVELS[m.level];
+    const look = known ? { ...known } : { label: 'Unknown: ' + (m.level ?? '?'), icon: 'fault', cls: 'fault' };
+    if (stale() && look.cls === 'normal') return { label: 'No data', icon: 'stale', cls: 'stale', stale: true };
+    return { ...look, stale: stale() };
+  }
+
+  function conditionView() {
+    const ms = conditionMachines();
+    if (!ms.length) return section('Condition monitoring', 'device', notConfigured('Condition monitoring'));
+    return h('div', { class: 'condition' },
+      h('h1', { class: 'visually-hidden', text: 'Condition monitoring' }),
+      h('p', { class: 'muted cond-note', text: 'Last 24 h per minute, times in local time (' + utcOffsetText() + '). Trends refresh every ' + Math.round(TREND_REFRESH_MS / 1000) + ' s.' }),
+      h('div', { class: 'machines' }, ms.map(machineCard)));
+  }
+
+  function machineCard(m) {
+    const look = machineLook(m);
+    const zone = list(st.snap.zones).find((z) => z.id === m.zone);
+    const rms = num(m.rms_mm_s), temp = num(m.temperature_c);
+    const zoneLetter = typeof m.iso_zone === 'string' && /^[A-D]$/.test(m.iso_zone) ? m.iso_zone : null;
+    const lastKnown = stale() ? ' (stale)' : '';
+    return h('article', { class: 'machine st-' + look.cls + (look.stale ? ' is-stale' : ''), data: { machine: m.id, level: String(m.level ?? '') } },
+      h('header', { class: 'machine-head' },
+        h('div', { class: 'machine-state' }, icon(look.icon, 'icon-lg'), h('span', { class: 'state-label', text: look.label })),
+        h('h2', {}, icon('device'), h('span', { text: m.name || m.id })),
+        h('span', { class: 'muted', text: zone ? zone.name || zone.id : m.zone || '' }),
+        typeof m.stopped === 'boolean' ? h('span', { class: 'tag stop-tag' + (m.stopped ? ' stop-on' : '') }, icon(m.stopped ? 'lock' : 'check'), (stale() ? 'last known: ' : '') + (m.stopped ? 'machine STOP asserted' : 'run permitted')) : null),
+      h('ul', { class: 'machine-values' },
+        h('li', { data: { value: 'vibration' } },
+          h('span', { class: 'q', text: 'Vibration RMS' }),
+          h('span', { class: 'v', text: fmtNum(rms) }), h('span', { class: 'u', text: 'mm/s' }),
+          zoneLetter && rms !== null ? h('span', { class: 'tag iso-tag iso-' + zoneLetter.toLowerCase(), data: { iso: zoneLetter } }, 'ISO zone ' + zoneLetter) : null,
+          rms === null ? h('span', { class: 'flag' }, icon('stale'), 'no fresh value') : lastKnown ? h('span', { class: 'flag' }, icon('stale'), 'stale') : null),
+        h('li', { data: { value: 'temperature' } },
+          h('span', { class: 'q', text: 'Temperature' }),
+          h('span', { class: 'v', text: fmtNum(temp) }), h('span', { class: 'u', text: '°C' }),
+          temp === null ? h('span', { class: 'flag' }, icon('stale'), 'no fresh value') : lastKnown ? h('span', { class: 'flag' }, icon('stale'), 'stale') : null),
+        list(m.conditions).length ? h('li', { class: 'machine-conds', text: 'Active: ' + list(m.conditions).map((c) => String(c.kind || '?').replace(/_/g, ' ')).join(', ') }) : null),
+      h('div', { class: 'charts' }, TREND_KINDS.map(([kind, title]) => trendFigure(m, kind, title))));
+  }
+
+  function trendFigure(m, kind, title) {
+    const url = trendUrl(m, kind);
+    const t = url ? trends.get(url) : null;
+    const fig = h('figure', { class: 'chart', data: { kind, point: url ? url.slice(url.lastIndexOf('/') + 1) : '' } });
+    const cap = h('figcaption', {}, h('strong', { text: title }), ' · last 24 h');
+    fig.append(cap);
+    const msg = (cls, iconName, text) => { fig.classList.add(cls); fig.append(h('p', { class: 'chart-msg' }, icon(iconName), text)); return fig; };
+    if (!url) return msg('chart-none', 'stale', title + ': no data (no trend recorded for this point)');
+    if (!t || (!t.body && !t.missing && !t.failed)) return msg('chart-loading', 'stale', 'Loading the trend…');
+    if (t.missing) return msg('chart-none', 'stale', title + ': no data (the gateway keeps no trend for this point)');
+    if (!t.body) return msg('chart-error', 'stale', title + ': stale, no data: ' + t.why);
+    const isStale = t.failed || stale();
+    if (isStale) {
+      fig.classList.add('is-stale');
+      cap.append(' ', h('span', { class: 'tag tag-stale' }, icon('stale'), 'stale' + (t.failed ? ': ' + t.why : ': connection lost')));
+    }
+    if (!t.body.minutes.length) {
+      fig.classList.add('chart-none');
+      fig.append(h('p', { class: 'chart-msg' }, icon('stale'), title + ': no data in the last 24 h'));
+      return fig;
+    }
+    if (!t.svg || t.svgNarrow !== NARROW.matches) { t.svg = trendSvg(t.body, t.endMs, kind, title); t.svgNarrow = NARROW.matches; }
+    fig.append(t.svg, h('p', { class: 'chart-legend muted', text: legendText(t.body, kind) }));
+    return fig;
+  }
+
+  function legendText(b, kind) {
+    const u = unitText(b.unit);
+    const iso = isoOf(b);
+    if (kind === 'vibration' && iso) return 'Line: mean, band: min–max per minute. ISO 10816-3' + (iso.group ? ' group ' + iso.group : '') + (iso.foundation ? ', ' + iso.foundation : '') + ': A/B ' + iso.ab + ' · B/C ' + iso.bc + ' · C/D ' + iso.cd + ' ' + u;
+    const lim = limitsOf(b);
+    return 'Line: mean, band: min–max per minute.' + lim.map(([n, v]) => ' ' + n + ' ' + v + ' ' + u).join(' ·');
+  }
+
+  function isoOf(b) {
+    const i = b.iso;
+    if (!isObj(i)) return null;
+    const ab = num(i.ab), bc = num(i.bc), cd = num(i.cd);
+    return ab !== null && bc !== null && cd !== null && ab < bc && bc < cd ? { ab, bc, cd, group: i.group, foundation: i.foundation } : null;
+  }
+  function limitsOf(b) {
+    const l = isObj(b.limits) ? b.limits : {};
+    return [['alarm', num(l.alarm_c)], ['trip', num(l.trip_c)]].filter(([, v]) => v !== null);
+  }
+
+  function niceTicks(lo, hi, want) {
+    const raw = (hi - lo) / want;
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 2.5, 5, 10].map((k) => k * mag).find((s) => s >= raw) || 10 * mag;
+    const digits = Math.max(0, -Math.floor(Math.log10(step) + 1e-9) + (Math.abs(step / mag - 2.5) < 1e-9 ? 1 : 0));
+    const out = [];
+    for (let v = Math.ceil(lo / step) * step, i = 0; v <= hi + step * 1e-9 && i < 20; v += step, i++) out.push({ v, text: v.toFixed(digits) });
+    return out;
+  }
+
+  function svgEl(tag, attrs, text) {
+    const el = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) if (v !== null && v !== undefined) el.setAttribute(k, String(v));
+    if (text !== undefined) el.textContent = String(text);
+    return el;
+  }
+
+  // Chart geometry in viewBox units; the SVG scales to its box (CSS width 100%). Phones get a
+  // narrower viewBox so that the same text stays readable once scaled down.
+  const NARROW = window.matchMedia('(max-width: 600px)');
+  const chartGeometry = () => ({ w: NARROW.matches ? 360 : 480, h: 216, l: 44, r: 40, t: 22, b: 30 });
+
+  function trendSvg(b, endMs, kind, title) {
+    const CH = chartGeometry();
+    const start = endMs - DAY_MS;
+    const pts = b.minutes.map((p) => ({ t: Date.parse(p.minute_utc) + 30e3, min: num(p.min), max: num(p.max), mean: num(p.mean) }))
+      .filter((p) => Number.isFinite(p.t) && p.mean !== null && p.t >= start && p.t <= endMs + 60e3);
+    const iso = kind === 'vibration' ? isoOf(b) : null;
+    const lims = limitsOf(b);
+    const vals = pts.flatMap((p) => [p.min ?? p.mean, p.max ?? p.mean]);
+    const dMax = vals.length ? Math.max(...vals) : 0;
+    const dMin = vals.length ? Math.min(...vals) : 0;
+    let lo, hi;
+    if (iso) { lo = 0; hi = Math.max(iso.cd * 1.25, dMax * 1.05); }
+    else if (lims.length) { lo = Math.min(0, dMin); hi = Math.max(...lims.map(([, v]) => v), dMax) * 1.1; }
+    else { lo = dMin - Math.abs(dMin) * 0.05; hi = dMax + Math.abs(dMax) * 0.05; }
+    if (!(hi > lo)) { lo -= 1; hi += 1; }
+    const x0 = CH.l, x1 = CH.w - CH.r, y0 = CH.t, y1 = CH.h - CH.b;
+    const X = (ms) => +(x0 + ((ms - start) / DAY_MS) * (x1 - x0)).toFixed(1);
+    const Y = (v) => +(y1 - ((Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo)) * (y1 - y0)).toFixed(1);
+    const u = unitText(b.unit);
+    const last = pts.length ? pts[pts.length - 1] : null;
+    const svg = svgEl('svg', {
+      class: 'chart-svg', viewBox: '0 0 ' + CH.w + ' ' + CH.h, role: 'img',
+      'aria-label': title + ', last 24 h, ' + pts.length + ' minutes' + (last ? ', latest mean ' + fmtNum(last.mean) + ' ' + u : ''),
+    });
+    const g = (cls) => svg.appendChild(svgEl('g', { class: cls }));
+    // ISO zones as bands behind everything (letter inside when there is room).
+    if (iso) {
+      const zones = g('iso-bands');
+      const edges = [lo, iso.ab, iso.bc, iso.cd, hi];
+      'ABCD'.split('').forEach((z, i) => {
+        const top = Y(edges[i + 1]), bottom = Y(edges[i]);
+        if (bottom - top <= 0) return;
+        zones.append(svgEl('rect', { class: 'iso-band iso-' + z.toLowerCase(), x: x0, y: top, width: x1 - x0, height: +(bottom - top).toFixed(1), 'data-zone': z }));
+        if (bottom - top >= 13) zones.append(svgEl('text', { class: 'iso-letter', x: x0 + 4, y: +(bottom - 3).toFixed(1) }, z));
+      });
+    }
+    // Axes, grid and labels: value ticks on the left, local-time ticks every 6 h below.
+    const axes = g('axes');
+    for (const { v, text } of niceTicks(lo, hi, 4)) {
+      axes.append(svgEl('line', { class: 'grid', x1: x0, x2: x1, y1: Y(v), y2: Y(v) }));
+      axes.append(svgEl('text', { class: 'tick tick-y', x: x0 - 4, y: Y(v) + 4, 'text-anchor': 'end' }, text));
+    }
+    axes.append(svgEl('text', { class: 'axis-unit', x: 2, y: 12 }, u));
+    const tick = new Date(start);
+    tick.setMinutes(0, 0, 0);
+    for (let i = 0; i < 30 && tick.getTime() <= endMs; i++, tick.setHours(tick.getHours() + 1)) {
+      if (tick.getTime() < start || tick.getHours() % 6 !== 0) continue;
+      const x = X(tick.getTime());
+      axes.append(svgEl('line', { class: 'grid grid-x', x1: x, x2: x, y1: y0, y2: y1 }));
+      axes.append(svgEl('text', { class: 'tick tick-x', x, y: y1 + 14, 'text-anchor': 'middle', 'data-ms': tick.getTime() }, hhmm(tick.getTime())));
+    }
+    axes.append(svgEl('text', { class: 'tick tick-now', x: x1, y: y1 + 26, 'text-anchor': 'end' }, 'now ' + hhmm(endMs) + ' (local)'));
+    axes.append(svgEl('rect', { class: 'frame', x: x0, y: y0, width: x1 - x0, height: y1 - y0 }));
+    // Limit lines, labelled in the right margin (nudged apart when close).
+    const limits = g('limits');
+    const marks = iso ? [['ab', 'A/B', iso.ab], ['bc', 'B/C', iso.bc], ['cd', 'C/D', iso.cd]] : lims.map(([n, v]) => [n, n, v]);
+    let prevY = Infinity;
+    for (const [key, label, v] of marks) {
+      if (v > hi) continue;
+      const y = Y(v);
+      limits.append(svgEl('line', { class: 'limit limit-' + key, x1: x0, x2: x1, y1: y, y2: y, 'data-limit': key, 'data-value': v }));
+      const ly = Math.min(y + 4, prevY - 11);
+      prevY = ly;
+      limits.append(svgEl('text', { class: 'limit-label limit-label-' + key, x: x1 + 3, y: +ly.toFixed(1) }, label));
+    }
+    // Data: min-max band and mean line, broken where minutes are missing.
+    const runs = [];
+    for (const p of pts) {
+      const run = runs[runs.length - 1];
+      if (run && p.t - run[run.length - 1].t <= 150e3) run.push(p);
+      else runs.push([p]);
+    }
+    const data = g('series');
+    const band = runs.map((r) => 'M' + r.map((p) => X(p.t) + ' ' + Y(p.max ?? p.mean)).join('L') + 'L' + r.slice().reverse().map((p) => X(p.t) + ' ' + Y(p.min ?? p.mean)).join('L') + 'Z').join('');
+    data.append(svgEl('path', { class: 'minmax', d: band }));
+    const mean = runs.map((r) => 'M' + (r.length === 1 ? [r[0], r[0]] : r).map((p, i) => (X(p.t) + (r.length === 1 ? i : 0)) + ' ' + Y(p.mean)).join('L')).join('');
+    data.append(svgEl('path', { class: 'mean', d: mean, 'data-points': pts.length }));
+    if (last) data.append(svgEl('circle', { class: 'last', cx: X(last.t), cy: Y(last.mean), r: 3 }));
+    return svg;
   }
 
   // ---- permits --------------------------------------------------------------------------
@@ -688,6 +966,7 @@
     // Quiet stream: fetch the state (ages stay true); while lost, knock every 2 s only.
     if (quiet > POLL_IF_QUIET_MS && now - st.lastPoll > (st.link === 'lost' ? 2000 : 0)) { st.lastPoll = now; poll(); }
     if (st.link === 'live' && quiet > (STALE_AFTER_S + POLL_TIMEOUT_MS / 1000) * 1000) linkLost('no data for ' + Math.round(quiet / 1000) + ' s');
+    refreshTrends(false);
     if (WALL && performance.now() >= st.wallNext) {
       st.wallNext = performance.now() + ROTATE_S * 1000;
       st.wallIndex += 1;
@@ -714,7 +993,8 @@
     $('login-btn').addEventListener('click', () => (st.session.user ? logout() : openLogin('')));
     $('login-form').addEventListener('submit', submitLogin);
     $('login-cancel').addEventListener('click', () => $('login-dlg').close());
-    window.addEventListener('hashchange', () => { render(); $('main').focus({ preventScroll: true }); });
+    NARROW.addEventListener('change', () => st.snap && render());
+    window.addEventListener('hashchange', () => { render(); refreshTrends(true); $('main').focus({ preventScroll: true }); });
     connect();
     poll();
     loadSession();

@@ -5,7 +5,8 @@
 - `demo_gateway()`: `edge-gateway demo` as a subprocess on free loopback ports, stopped by pid.
 - `StubGateway`: a small aiohttp app (own thread and loop) that serves the real page and
   gateway.auth's routes over a snapshot the test controls: for login/ack flows before the
-  daemon wires them, and for sections the daemon does not publish yet (presence, permits).
+  daemon wires them, and for sections the daemon does not publish yet (presence, permits),
+  plus GET /api/trends/{point} from test-controlled series (`trend_series`, `stub_condition`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -160,6 +163,10 @@ STUB_PASSWORDS = {"vera": "viewer-pw", "otto": "operator-pw", "ada": "admin-pw"}
 _STUB_ROLES = {"vera": "viewer", "otto": "operator", "ada": "admin"}
 
 
+STUB_UTC = "2026-01-01T08:00:00.000Z"
+"""The stub snapshot's gateway time: trend windows end here."""
+
+
 def stub_snapshot() -> dict[str, Any]:
     """A snapshot in the daemon's shape plus the sections still to come (presence, permits, outbox)."""
 
@@ -179,7 +186,7 @@ def stub_snapshot() -> dict[str, Any]:
         }  # fmt: skip
 
     return {
-        "gateway": "gw-stub", "site": "stub-plant", "utc": "2026-01-01T08:00:00.000Z", "ready": True, "uptime_s": 12.0,
+        "gateway": "gw-stub", "site": "stub-plant", "utc": STUB_UTC, "ready": True, "uptime_s": 12.0,
         "engine": {"steps": 10, "rejected_events": 0, "inbox": [0, 0]}, "output_fault": None,
         "zones": [
             {"id": "tank-t101", "name": "Tank T-101", "kind": "confined_space", "state": "evacuate",
@@ -223,13 +230,107 @@ def stub_snapshot() -> dict[str, Any]:
     }  # fmt: skip
 
 
+ISO_GROUP2_RIGID = {"ab": 1.4, "bc": 2.8, "cd": 4.5, "group": 2, "foundation": "rigid"}
+"""ISO 10816-3 boundaries in mm/s of a medium machine on a rigid foundation (rules.vibration table)."""
+
+
+def trend_series(
+    point: str,
+    quantity: str,
+    unit: str,
+    means: Sequence[float | None],
+    *,
+    spread: float = 0.1,
+    end_utc: str = STUB_UTC,
+    iso: dict[str, Any] | None = None,
+    limits: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """GET /api/trends/{point} as gateway.trends.TrendStore.series shapes it.
+
+    `means` holds one value per minute, oldest first, the last one in the minute before
+    `end_utc`; None leaves that minute out (a gap). min/max are mean -/+ `spread`.
+    """
+    end = datetime.strptime(end_utc[:16], "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)
+    minutes = []
+    for i, mean in enumerate(means):
+        if mean is None:
+            continue
+        at = end - timedelta(minutes=len(means) - i)
+        minutes.append(
+            {
+                "minute_utc": at.strftime("%Y-%m-%dT%H:%MZ"),
+                "min": round(mean - spread, 4),
+                "max": round(mean + spread, 4),
+                "mean": round(mean, 4),
+                "count": 60,
+            }
+        )
+    body: dict[str, Any] = {"point": point, "quantity": quantity, "unit": unit, "minutes": minutes}
+    if iso is not None:
+        body["iso"] = dict(iso)
+    if limits is not None:
+        body["limits"] = dict(limits)
+    return body
+
+
+def stub_condition() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A "condition" snapshot section (gateway.trends.condition_json's shape) and its trends.
+
+    Pump P-201 runs in ISO zone C since about 05:00 UTC (bearing wear), with a 2 h stop the
+    night before; fan F-12 runs smoothly in zone A. Returns (section, {point: series}).
+    """
+    day = 24 * 60
+    p201_vib: list[float | None] = []
+    p201_temp: list[float | None] = []
+    for i in range(day):
+        stopped = 600 <= i < 720
+        wear = 0.0 if i < day - 200 else min(1.5, (i - (day - 200)) / 60)
+        vib = 1.7 + 0.25 * math.sin(i / 90) + wear
+        p201_vib.append(None if stopped else vib)
+        p201_temp.append(None if stopped else 62 + 6 * math.sin(i / 240) + 8 * wear)
+    f12_vib = [0.9 + 0.1 * math.sin(i / 60) for i in range(day)]
+    f12_temp = [45 + 3 * math.sin(i / 200) for i in range(day)]
+    limits = {"alarm_c": 130.0, "trip_c": 155.0}
+    trends = {
+        "p201_vib": trend_series("p201_vib", "vibration", "mm/s", p201_vib, spread=0.3, iso=ISO_GROUP2_RIGID),
+        "p201_temp": trend_series("p201_temp", "temperature", "degC", p201_temp, spread=0.5, limits=limits),
+        "f12_vib": trend_series("f12_vib", "vibration", "mm/s", f12_vib, spread=0.15, iso=ISO_GROUP2_RIGID),
+        "f12_temp": trend_series("f12_temp", "temperature", "degC", f12_temp, spread=0.4, limits=limits),
+    }
+
+    def machine(mid: str, zone: str, level: str, rms: float, iso_zone: str, temp: float) -> dict[str, Any]:
+        return {
+            "id": mid, "zone": zone, "level": level, "stopped": False, "rms_mm_s": rms, "temperature_c": temp,
+            "baseline_mm_s": 1.7, "iso_zone": iso_zone,
+            "conditions": [{"kind": "vibration_alert", "signal": f"{mid}_vib"}] if level != "normal" else [],
+            "signals": {"vibration": f"{mid}_vib", "temperature": f"{mid}_temp", "stop_output": f"{mid}_stop"},
+            "trend": {"vibration": f"/api/trends/{mid}_vib", "temperature": f"/api/trends/{mid}_temp"},
+        }  # fmt: skip
+
+    section = {
+        "machines": [
+            machine("p201", "pump-room", "alarm", 3.2, "C", 74.0),
+            machine("f12", "pump-room", "normal", 0.95, "A", 46.1),
+        ]
+    }
+    return section, trends
+
+
 class StubGateway:
-    """The real page and gateway.auth over a controlled snapshot, on 127.0.0.1 in its own thread."""
+    """The real page and gateway.auth over a controlled snapshot, on 127.0.0.1 in its own thread.
+
+    `trends` maps a point to the body of GET /api/trends/{point} (absent: 404);
+    `trend_status` forces an HTTP status for a point (e.g. 503); `trend_hits` lists the
+    points asked for, in order.
+    """
 
     def __init__(self, snapshot: dict[str, Any] | None = None) -> None:
         self.snapshot = snapshot if snapshot is not None else stub_snapshot()
         self.audit: list[tuple[str, str, str, str, bool, str]] = []
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
+        self.trends: dict[str, dict[str, Any]] = {}
+        self.trend_status: dict[str, int] = {}
+        self.trend_hits: list[str] = []
         users = [
             {"user": u, "role": _STUB_ROLES[u], "password_hash": hash_password(pw, n=2**10)}
             for u, pw in STUB_PASSWORDS.items()
@@ -286,6 +387,7 @@ class StubGateway:
                 web.get("/static/{name}", self._static),
                 web.get("/api/state", self._state),
                 web.get("/api/events", self._events),
+                web.get("/api/trends/{point}", self._trend),
                 *self.auth.routes(),
                 web.post("/api/ack", self.auth.require("operator", "ack")(self._ack)),
                 web.post("/api/silence", self.auth.require("operator", "silence")(self._silence)),
@@ -318,6 +420,18 @@ class StubGateway:
 
     async def _state(self, request: web.Request) -> web.Response:
         return web.json_response(self._copy())
+
+    async def _trend(self, request: web.Request) -> web.Response:
+        point = request.match_info["point"]
+        with self._lock:
+            self.trend_hits.append(point)
+            status = self.trend_status.get(point)
+            body = copy.deepcopy(self.trends.get(point))
+        if status is not None:
+            return web.json_response({"error": f"stub: forced {status}"}, status=status)
+        if body is None:
+            raise web.HTTPNotFound(text="unknown trend point")
+        return web.json_response(body)
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
