@@ -148,7 +148,11 @@ def on_reading(st: SignalState, ev: Reading, cfg: SignalCfg) -> SignalState:
     st = replace(st, value=ev.value, quality=Quality.GOOD, reason="", at=ev.at, exposure=exposure)
     if st.fault.active:
         st = replace(st, fault=replace(st.fault, active=False))
-    return _evaluate(st, cfg, ev.at)
+    after = _evaluate(st, cfg, ev.at)
+    if newly_tripped(st, after):
+        # A new episode: the last acknowledgement belonged to the previous one.
+        after = replace(after, acked_by="", acked_utc="")
+    return after
 
 
 def on_tick(st: SignalState, cfg: SignalCfg, now: float, started_at: float) -> SignalState:

@@ -457,3 +457,19 @@ def test_good_only_when_good_fresh_and_no_fault(ops: list[tuple[str, float]]) ->
             assert r.st.quality is Quality.GOOD and r.st.at is not None and r.t - r.st.at <= CO.stale_after_s
         if seen_fault:  # never acknowledged here: the fault stays in force
             assert r.st.fault.latched and r.st.severity(CO) >= Severity.ALARM
+
+
+def test_a_retrip_does_not_carry_the_previous_acknowledger() -> None:
+    from rules.events import Reading as R
+    from rules.gas import initial as fresh
+    from rules.gas import on_ack, on_reading
+    from rules.profiles import resolve as res
+
+    r = res("osha", "o2", "%vol")
+    scfg = SignalCfg("o2", "o2", "%vol", "z", "d", r.limits)
+    st = on_reading(fresh(scfg), R("o2", 19.0, 1.0), scfg)
+    st = on_reading(st, R("o2", 20.9, 2.0), scfg)
+    st = on_ack(st, "ann", "t1")
+    assert st.acked_by == "ann" and st.summary(scfg)["severity"] == "normal"
+    st = on_reading(st, R("o2", 19.0, 3.0), scfg)
+    assert st.acked_by == "" and st.summary(scfg)["acked_by"] is None
