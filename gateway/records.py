@@ -22,7 +22,7 @@ from gateway.audit import AuditLog
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.ledger import LedgerClient
-from gateway.outbox import Outbox, OutboxError, OutboxFull
+from gateway.outbox import Outbox, OutboxError, OutboxFull, State
 
 log = structlog.get_logger("records")
 
@@ -41,6 +41,8 @@ class Records:
         """A loud fault ("" when all is well): the disk is full, the outbox could not open..."""
         self.queued = 0
         self.lost_before_outbox = 0
+        self.parked: list[dict[str, Any]] = []
+        """The oldest parked records (refused by the ledger), refreshed every few seconds for the page."""
 
     def record(self, stream: str, body: dict[str, Any]) -> None:
         """Queue a ledger record (stream "hazards" or "permit-events"); never blocks, never raises."""
@@ -74,6 +76,8 @@ class Records:
         """Write queued records durably; send outbox records to the ledger when one is configured."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._writer(), name="records[writer]")
+            if self.outbox is not None:
+                tg.create_task(self._parked_list(), name="records[parked]")
             if self.cfg.ledger.url and self.outbox is not None:
                 tg.create_task(self._sender(), name="records[ledger]")
 
@@ -106,6 +110,19 @@ class Records:
         if self.outbox is not None and self.audit is not None:
             self._set_fault("")
         return True
+
+    async def _parked_list(self, every_s: float = 2.0) -> None:
+        assert self.outbox is not None
+        while True:
+            try:
+                recs = await self.outbox.list(state=State.PARKED, limit=20)
+                self.parked = [
+                    {"id": r.id, "stream": r.stream, "reason": r.park_reason, "created_utc": r.created_utc}
+                    for r in recs
+                ]
+            except OutboxError as exc:
+                self._set_fault(f"cannot read the outbox: {exc}")
+            await asyncio.sleep(every_s)
 
     def _append_audit(self, lines: list[dict[str, Any]]) -> None:
         assert self.audit is not None
@@ -141,5 +158,6 @@ class Records:
             "queued": len(self._queue),
             "depth": ob.depth() if ob is not None else None,
             "parked": ob.parked_count() if ob is not None else None,
+            "parked_records": self.parked,
             "ledger": self.cfg.ledger.url or None,
         }

@@ -65,3 +65,60 @@ async def test_permits_pulled_and_hazards_delivered(broker: Mosquitto, tmp_path:
                 assert await asyncio.wait_for(run, 20) == 0
     finally:
         await ledger.stop()
+
+
+async def test_a_refused_record_is_listed_as_parked_and_an_admin_retry_delivers_it(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    from gateway.auth import hash_password
+
+    ledger = ReferenceLedger(port=0)
+    await ledger.start()
+    try:
+        async with plant(broker.port, tmp_path / "state") as p:
+            p.raw["ledger"] = {"url": ledger.url}
+            p.raw["status"]["users"] = [{"user": "ada", "role": "admin", "password_hash": hash_password("pw-ada-1")}]
+            d = Daemon(p.config())
+            run = asyncio.create_task(d.run())
+            base = f"http://127.0.0.1:{p.http_port}"
+            try:
+                await wait_for(lambda: p.relay.coils[PERMISSIVE], 15)
+                ledger.reject_next(1, status=422)  # the first hazard is refused: parked, not retried
+                p.tank.set_value("o2", 19.0)
+
+                async def parked() -> list[dict[str, object]]:
+                    async with aiohttp.ClientSession() as http, http.get(f"{base}/api/state") as r:
+                        return list((await r.json())["outbox"]["parked_records"])
+
+                found: list[dict[str, object]] = []
+
+                async def some_parked() -> bool:
+                    found[:] = await parked()
+                    return bool(found)
+
+                await wait_for(some_parked, 15, interval=0.3, what="a parked record on the page")
+                rid = found[0]["id"]
+                assert found[0]["stream"] == "hazards" and found[0]["reason"]
+                jar = aiohttp.CookieJar(unsafe=True)
+                async with aiohttp.ClientSession(cookie_jar=jar) as http:
+                    async with http.post(f"{base}/api/login", json={"user": "ada", "password": "pw-ada-1"}) as r:
+                        csrf = (await r.json())["csrf"]
+                    async with http.post(
+                        f"{base}/api/outbox/retry", json={"id": rid}, headers={"X-CSRF-Token": csrf}
+                    ) as r:
+                        assert r.status == 202, await r.text()
+                await wait_for(
+                    lambda: len([x for x in ledger.records("hazards") if x.get("zone") == "tank-t101"]) >= 2, 15
+                )
+
+                async def none_parked() -> bool:
+                    return not await parked()
+
+                await wait_for(none_parked, 15, interval=0.3, what="parked list emptied")
+            finally:
+                d.request_stop()
+                assert await asyncio.wait_for(run, 20) == 0
+    finally:
+        await ledger.stop()

@@ -476,3 +476,21 @@ def test_condition_view_has_no_horizontal_overflow(
         assert {vb for _, vb in widths} == {360 if viewport is PHONE else 480}
     finally:
         ctx.close()
+
+
+def test_parked_outbox_records_are_listed_each_with_a_retry(page: Any) -> None:
+    snap = stub_snapshot()
+    snap["outbox"] = {
+        "depth": 4,
+        "parked": 1,
+        "parked_records": [{"id": 7, "stream": "hazards", "reason": "HTTP 422: zone unknown", "created_utc": "x"}],
+    }
+    with StubGateway(snap) as s:
+        page.goto(s.url + "#/connectivity")
+        row = page.locator('.parked[data-parked="7"]')
+        row.wait_for()
+        assert "Parked #7" in row.inner_text() and "HTTP 422: zone unknown" in row.inner_text()
+        button = row.locator("button")
+        assert button.get_attribute("data-write") == "/api/outbox/retry"
+        assert "btn-locked" in (button.get_attribute("class") or "")  # an admin login is needed
+        assert "parked_records" not in page.inner_text("main")  # the raw list is not dumped as JSON

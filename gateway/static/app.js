@@ -834,7 +834,11 @@
         h('li', {}, 'Last data: ', ageEl(0)),
         h('li', { text: 'Gateway time (UTC): ' + (s.utc || '—') + ' · up ' + fmtDuration(s.uptime_s || 0) + ' · ready: ' + (s.ready === true ? 'yes' : 'no') }))),
       section('Northbound', 'link', conn.length ? h('ul', { class: 'kv' }, conn.map(([k, v]) => generic(k, v))) : notConfigured('Connectivity')),
-      section('Ledger outbox', 'permit', isObj(s.outbox) ? h('ul', { class: 'kv' }, generic('outbox', s.outbox), h('li', {}, writeButton('Retry parked records', '/api/outbox/retry', {}, 'admin'))) : notConfigured('Outbox')),
+      section('Ledger outbox', 'permit', isObj(s.outbox) ? h('ul', { class: 'kv' },
+        generic('outbox', Object.fromEntries(Object.entries(s.outbox).filter(([k]) => k !== 'parked_records'))),
+        list(s.outbox.parked_records).map((r) => h('li', { class: 'parked', data: { parked: String(r.id) } },
+          h('strong', { text: 'Parked #' + r.id }), ' ' + (r.stream || '') + ': ' + (r.reason || 'refused by the ledger') + ' ',
+          writeButton('Retry', '/api/outbox/retry', { id: r.id }, 'admin')))) : notConfigured('Outbox')),
       section('Time-series store', 'device', isObj(s.tsdb) ? h('ul', { class: 'kv' }, generic('tsdb', s.tsdb)) : notConfigured('TSDB')));
   }
 
