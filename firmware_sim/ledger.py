@@ -62,7 +62,10 @@ _Check = Callable[[Any], bool]
 _str: _Check = lambda v: isinstance(v, str) and v != ""  # noqa: E731
 _any_str: _Check = lambda v: isinstance(v, str)  # noqa: E731
 _obj: _Check = lambda v: isinstance(v, dict)  # noqa: E731
-_seq: _Check = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
+# JSON Schema's "integer" includes 189.0: accept integral numbers, as the contract says.
+_seq: _Check = lambda v: (  # noqa: E731
+    isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 and float(v).is_integer()
+)
 _SPECS: dict[str, dict[str, tuple[_Check, bool]]] = {
     "hazards": {
         "id": (lambda v: _is_uuid(v), True), "gateway": (_str, True), "site": (_str, True), "zone": (_str, True),
@@ -437,6 +440,8 @@ class ReferenceLedger:
         site, zone = request.query.get("site", ""), request.query.get("zone")
         if not site:
             return _error(400, "missing_site", "query parameter site is required")
+        if zone is not None and not zone:
+            return _error(400, "empty_zone", "query parameter zone, when given, must not be empty")
 
         def query() -> list[Any]:
             return self._con.execute(
