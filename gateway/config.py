@@ -73,9 +73,11 @@ class Point(_Model):
     type: Literal["int16", "uint16", "int32", "uint32", "float32"] = "int16"
     word_order: Literal["big", "little"] = "big"
     byte_order: Literal["big", "little"] = "big"
-    scale: float = 1.0
-    offset: float = 0.0
-    current_loop: tuple[float, float] | None = None
+    scale: Annotated[float, Field(allow_inf_nan=False)] = 1.0
+    offset: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    current_loop: (
+        tuple[Annotated[float, Field(allow_inf_nan=False)], Annotated[float, Field(allow_inf_nan=False)]] | None
+    ) = None
     """Engineering range (at 4 mA, at 20 mA) of a raw 4-20 mA channel; NAMUR NE43 faults apply."""
     # MQTT
     topic: str | None = None
@@ -84,6 +86,13 @@ class Point(_Model):
     waveform: bool = False
     """MQTT vibration point whose topic carries acceleration waveforms ({"sample_rate_hz", "unit",
     "samples"}): the gateway computes the ISO 10816-3 velocity RMS (mm/s) itself."""
+
+    @field_validator("scale")
+    @classmethod
+    def _nonzero(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("scale must not be 0 (every reading would be the offset)")
+        return v
 
     def registers(self) -> int:
         return 2 if self.type in ("int32", "uint32", "float32") else 1

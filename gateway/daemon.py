@@ -110,7 +110,7 @@ class Daemon:
         self.people = {p.id: p.name for p in cfg.people}
         self.ble = ble_sources(cfg, self.inbox.put, self.clock)
         self.face = face_gate(cfg, base, self.state_dir, self.inbox.put, self.clock)
-        self.face_mqtt = face_mqtt(cfg, self.face)
+        self.face_mqtt = face_mqtt(cfg, self.face, base)
         self.permits = PermitLoader(cfg, self.ecfg, base, self.inbox.put, self.clock)
         self.ledger_client: LedgerClient | None = None
         self.permit_sync: PermitSync | None = None

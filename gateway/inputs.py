@@ -64,10 +64,20 @@ def face_gate(
     return FaceGate(verifier, emit, clock=_FaceClock(clock), store=store)
 
 
-def face_mqtt(cfg: GatewayConfig, gate: FaceGate | None) -> FaceMqttSource | None:
+def face_mqtt(cfg: GatewayConfig, gate: FaceGate | None, base: Path = Path(".")) -> FaceMqttSource | None:
     if gate is None or not cfg.face.mqtt_topics:
         return None
-    return FaceMqttSource(gate, cfg.mqtt.url, cfg.face.mqtt_topics, client_id=f"{cfg.site.gateway_id}-face")
+    from gateway.mqtt_out import broker_password, broker_tls
+
+    return FaceMqttSource(
+        gate,
+        cfg.mqtt.url,
+        cfg.face.mqtt_topics,
+        client_id=f"{cfg.site.gateway_id}-face",
+        username=cfg.mqtt.username or None,
+        password=broker_password(cfg.mqtt, base),
+        tls_context=broker_tls(cfg.mqtt, base),
+    )
 
 
 class PermitLoader:

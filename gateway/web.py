@@ -127,6 +127,8 @@ class StatusServer:
     async def ack(self, request: web.Request) -> web.Response:
         body, sess = request[BODY], request[SESSION]
         zone, target = body.get("zone"), body.get("target", "*")
+        if not isinstance(target, str) or not (zone is None or isinstance(zone, str)):
+            return web.json_response({"error": "ack: zone and target must be strings"}, status=400)
         ecfg = self.d.ecfg
         if target == "outputs":
             if sess.role.label != "admin":
@@ -142,7 +144,7 @@ class StatusServer:
 
     async def silence(self, request: web.Request) -> web.Response:
         zone = request[BODY].get("zone")
-        if zone not in self.d.ecfg.zones:
+        if not isinstance(zone, str) or zone not in self.d.ecfg.zones:
             return web.json_response({"error": f"silence: unknown zone {zone!r}"}, status=400)
         self.d.inbox.put(Silence(zone, request[SESSION].user, iso(self.d.clock.utc())))
         return web.json_response({"queued": True}, status=202)

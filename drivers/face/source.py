@@ -299,9 +299,17 @@ class FaceMqttSource:
         client_id: str | None = None,
         qos: int = 1,
         timeout_s: float = 10.0,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`username`/`password`/`tls_context` override what the URL says (the gateway passes its broker's)."""
         self.gate = gate
         self.broker = BrokerUrl.parse(url)
+        self.username = username
+        self.password = password
+        self._tls_context = tls_context
         self.topics = tuple(topics)
         if not self.topics:
             raise ValueError("face mqtt source: at least one topic is needed")
@@ -315,11 +323,11 @@ class FaceMqttSource:
         return aiomqtt.Client(
             self.broker.host,
             self.broker.port,
-            username=self.broker.username,
-            password=self.broker.password,
+            username=self.username or self.broker.username,
+            password=self.password if self.password is not None else self.broker.password,
             identifier=self.client_id,
             timeout=self.timeout_s,
-            tls_context=ssl.create_default_context() if self.broker.tls else None,
+            tls_context=self._tls_context or (ssl.create_default_context() if self.broker.tls else None),
         )
 
     async def run(self) -> None:

@@ -169,14 +169,21 @@ def _raw(spec: PointSpec, regs: Sequence[int]) -> float:
 
 def decode(spec: PointSpec, regs: Sequence[int]) -> float:
     """Registers (starting at `spec.address`) -> engineering value, or raise CodecError."""
-    scaled = _raw(spec, regs) * spec.scale + spec.offset
+    scaled = _finite(spec, _raw(spec, regs) * spec.scale + spec.offset)
     if spec.current_loop is None:
         return scaled
     ma = scaled
     if ma < NE43_LOW_MA or ma > NE43_HIGH_MA:
         raise CodecError(BadReason.LOOP_FAULT, f"{spec.signal}: {ma:.3f} mA outside {NE43_LOW_MA}..{NE43_HIGH_MA}")
     lo, hi = spec.current_loop
-    return lo + (ma - 4.0) / 16.0 * (hi - lo)
+    return _finite(spec, lo + (ma - 4.0) / 16.0 * (hi - lo))
+
+
+def _finite(spec: PointSpec, v: float) -> float:
+    """Scaling can overflow a finite register value to inf: that is over range, never a value."""
+    if not math.isfinite(v):
+        raise CodecError(BadReason.OVER_RANGE, f"{spec.signal}: scaled value is {v} (check scale/offset/range)")
+    return v
 
 
 # --------------------------------------------------------------------------- status word
@@ -205,8 +212,11 @@ class StatusSpec:
     def __post_init__(self) -> None:
         if self.table.is_bits:
             raise ConfigError("status", "the status word lives in a register table (holding or input)")
-        for name, mask in (("warm_up_mask", self.warm_up_mask), ("fault_mask", self.fault_mask),
-                           ("over_range_mask", self.over_range_mask)):
+        for name, mask in (
+            ("warm_up_mask", self.warm_up_mask),
+            ("fault_mask", self.fault_mask),
+            ("over_range_mask", self.over_range_mask),
+        ):
             if not 0 <= mask <= 0xFFFF:
                 raise ConfigError(f"status.{name}", f"mask {mask:#x} does not fit a 16-bit register")
         if self.bump_signal and self.bump_address is None:
