@@ -27,7 +27,7 @@ from gateway.executor import Executor
 from gateway.inbox import Inbox
 from gateway.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
 from gateway.ledger import LedgerClient
-from gateway.loader import engine_cfg
+from gateway.loader import engine_cfg, read_secret, resolve_path
 from gateway.metrics import Metrics
 from gateway.mqtt_out import MqttOut, broker_password, broker_tls
 from gateway.outputs import OutputBank
@@ -75,7 +75,7 @@ class Daemon:
         self.config_hash = config_hash
         self.config_path = config_path
         self.ecfg = engine_cfg(cfg)
-        self.state_dir = cfg.state.dir if cfg.state.dir.is_absolute() else base / cfg.state.dir
+        self.state_dir = resolve_path(base, cfg.state.dir)
         self.baselines = BaselineStore(self.state_dir / "baselines.json")
         self.state = engine.initial(self.ecfg, self.baselines.load())
         # Machine inputs share the safety lane: they can stop a machine, and they are few (~1 Hz each).
@@ -115,11 +115,7 @@ class Daemon:
         self.ledger_client: LedgerClient | None = None
         self.permit_sync: PermitSync | None = None
         if cfg.ledger.url and cfg.ledger.public_key_file:
-            token = None
-            if cfg.ledger.token_file is not None:
-                tf = cfg.ledger.token_file if cfg.ledger.token_file.is_absolute() else base / cfg.ledger.token_file
-                token = tf.read_text(encoding="utf-8").strip()
-            self.ledger_client = LedgerClient(cfg.ledger.url, token=token)
+            self.ledger_client = LedgerClient(cfg.ledger.url, token=read_secret(base, cfg.ledger.token_file))
             self.permit_sync = PermitSync(
                 self.ledger_client,
                 self.permits,
@@ -157,13 +153,10 @@ class Daemon:
         if m.tls is not None:
 
             def f(p: Path | None) -> str | None:
-                return None if p is None else str(p if p.is_absolute() else self.base / p)
+                return None if p is None else str(resolve_path(self.base, p))
 
             tls = TlsOptions(ca_path=f(m.tls.ca_file), cert_path=f(m.tls.cert_file), key_path=f(m.tls.key_file))
-        password = None
-        if m.password_file is not None:
-            pf = m.password_file if m.password_file.is_absolute() else self.base / m.password_file
-            password = pf.read_text(encoding="utf-8").strip()
+        password = broker_password(m, self.base)
         return MqttInput(
             m.url,
             client_id=f"{m.client_id or 'edge-gateway'}-{self.cfg.site.gateway_id}-in",

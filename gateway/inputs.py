@@ -20,6 +20,7 @@ from drivers.ledger.keys import load_ledger_public_key
 from drivers.ledger.permit_codec import verify_permit
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
+from gateway.loader import resolve_path
 from rules.config import EngineCfg
 from rules.events import Event, PermitUpdate, Rejected
 from rules.permit import Permit
@@ -38,10 +39,6 @@ class _FaceClock:
         return self._c.monotonic()
 
 
-def _path(base: Path, p: Path) -> Path:
-    return p if p.is_absolute() else base / p
-
-
 def ble_sources(cfg: GatewayConfig, emit: Callable[[Event], None], clock: Clock) -> list[BleSource]:
     return [
         BleSource(emit, receiver=r.id, adapter=r.adapter, clock=clock.monotonic)
@@ -56,7 +53,7 @@ def face_gate(
     if not cfg.face_terminals:
         return None
     terminals = {
-        t.id: TerminalCfg(t.id, t.zone, t.alg, load_terminal_key(_path(base, t.key_file), t.alg))
+        t.id: TerminalCfg(t.id, t.zone, t.alg, load_terminal_key(resolve_path(base, t.key_file), t.alg))
         for t in cfg.face_terminals
     }
     store = SeqStore(state_dir / "face-seq.json")
@@ -90,7 +87,9 @@ class PermitLoader:
         self.emit = emit
         self.clock = clock
         self.key = (
-            load_ledger_public_key(_path(base, cfg.ledger.public_key_file)) if cfg.ledger.public_key_file else None
+            load_ledger_public_key(resolve_path(base, cfg.ledger.public_key_file))
+            if cfg.ledger.public_key_file
+            else None
         )
         self.accepted = 0
         self.rejected = 0
@@ -119,7 +118,7 @@ class PermitLoader:
         d = self.cfg.permits.dir
         if d is None:
             return 0
-        folder = _path(self.base, d)
+        folder = resolve_path(self.base, d)
         n = 0
         for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             try:

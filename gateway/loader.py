@@ -78,7 +78,13 @@ def load(path: str | Path) -> GatewayConfig:
 
 
 def resolve_path(base: Path, p: Path) -> Path:
+    """A path from the config, relative to the config file's folder unless absolute."""
     return p if p.is_absolute() else base / p
+
+
+def read_secret(base: Path, p: Path | None) -> str | None:
+    """A secret from its file (password, token), read when needed and never kept in the config."""
+    return None if p is None else resolve_path(base, p).read_text(encoding="utf-8").strip()
 
 
 def cross_check(cfg: GatewayConfig, base: Path) -> list[Problem]:

@@ -28,6 +28,7 @@ import structlog
 
 from gateway.clock import Clock, iso
 from gateway.config import Mqtt
+from gateway.loader import read_secret, resolve_path
 
 log = structlog.get_logger("mqtt_out")
 
@@ -44,26 +45,20 @@ class Message:
     """Moved to the spill file (it is sent from there, in order, not re-sent from memory)."""
 
 
-def _resolve(base: Path, p: Path) -> Path:
-    return p if p.is_absolute() else base / p
-
-
 def broker_tls(cfg: Mqtt, base: Path) -> ssl.SSLContext | None:
     """The TLS context for mqtts:// (CA, and a client certificate for mutual TLS); None for mqtt://."""
     if urlparse(cfg.url).scheme != "mqtts":
         return None
     tls = cfg.tls
-    ctx = ssl.create_default_context(cafile=str(_resolve(base, tls.ca_file)) if tls and tls.ca_file else None)
+    ctx = ssl.create_default_context(cafile=str(resolve_path(base, tls.ca_file)) if tls and tls.ca_file else None)
     if tls and tls.cert_file and tls.key_file:
-        ctx.load_cert_chain(str(_resolve(base, tls.cert_file)), str(_resolve(base, tls.key_file)))
+        ctx.load_cert_chain(str(resolve_path(base, tls.cert_file)), str(resolve_path(base, tls.key_file)))
     return ctx
 
 
 def broker_password(cfg: Mqtt, base: Path) -> str | None:
     """Read from its file each time a connection is made (never logged, never kept in the config)."""
-    if cfg.password_file is None:
-        return None
-    return _resolve(base, cfg.password_file).read_text(encoding="utf-8").strip()
+    return read_secret(base, cfg.password_file)
 
 
 class Spill:

@@ -81,14 +81,14 @@ def outbox_path(config: Path | None, db: Path | None) -> Path:
     """The outbox file: --db as given, else <state.dir>/outbox.db of the configuration."""
     if db is not None:
         return db
-    from gateway.loader import load
+    from gateway.loader import load, resolve_path
 
     path = config or DEFAULT_CONFIG
     try:
         cfg = load(path)
     except ConfigError as exc:
         raise _Fail(EXIT_USAGE, f"{exc}\n(or give the outbox file with --db PATH)") from None
-    state_dir = cfg.state.dir if cfg.state.dir.is_absolute() else path.parent / cfg.state.dir
+    state_dir = resolve_path(path.parent, cfg.state.dir)
     return state_dir / "outbox.db"
 
 

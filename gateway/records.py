@@ -22,6 +22,7 @@ from gateway.audit import AuditLog
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.ledger import LedgerClient
+from gateway.loader import read_secret
 from gateway.outbox import Outbox, OutboxError, OutboxFull, State
 
 log = structlog.get_logger("records")
@@ -131,10 +132,7 @@ class Records:
 
     async def _sender(self) -> None:
         assert self.outbox is not None
-        token = None
-        if self.cfg.ledger.token_file is not None:
-            tf = self.cfg.ledger.token_file
-            token = (tf if tf.is_absolute() else self.base / tf).read_text(encoding="utf-8").strip()
+        token = read_secret(self.base, self.cfg.ledger.token_file)
         async with LedgerClient(self.cfg.ledger.url, token=token) as client:
             await self.outbox.run(client.send)
 

@@ -107,6 +107,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         for mid, m in d.outputs.modules.items()
     ]
     safety_q, telemetry_q = d.inbox.depth()
+    records = d.records.stats()
     presence_zones = []
     ps = s.plant
     for zid, zc in cfg.zones.items():
@@ -162,10 +163,10 @@ def snapshot(d: Daemon) -> dict[str, Any]:
         "presence": {"zones": presence_zones, "receivers_down": sorted(ps.presence.down)},
         "permits": permits,
         "condition": condition_json(s.condition, cfg.machines, now, d.vibration, d.trends) if cfg.machines else None,
-        "outbox": d.records.stats(),
+        "outbox": records,
         "connectivity": {
             "mqtt": {"connected": d.mqtt.connected, "pending": d.mqtt.pending, "last_error": d.mqtt.last_error},
-            "outbox": d.records.stats(),
+            "outbox": records,
             "permit_sync": d.permit_sync.status_json() if d.permit_sync is not None else None,
             "tsdb": asdict(d.tsdb.status()) if d.tsdb is not None else None,
             "sparkplug": d.sparkplug.status() if d.sparkplug is not None else None,

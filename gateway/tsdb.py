@@ -300,10 +300,9 @@ class TsdbWriter:
 
         `tuning`: batch_size, flush_interval_s, max_buffer, timeout_s, retry_min_s, retry_max_s.
         """
-        token = None
-        if cfg.token_file is not None:
-            path = cfg.token_file if cfg.token_file.is_absolute() else base / cfg.token_file
-            token = path.read_text().strip()
+        from gateway.loader import read_secret
+
+        token = read_secret(base, cfg.token_file)
         return cls(cfg.url, cfg.org, cfg.bucket, token, site=site, gateway=gateway, clock=clock, **tuning)
 
     # ---- producer side (engine loop) ----
