@@ -142,8 +142,10 @@ async def test_failed_or_stale_detector_is_an_alarm_never_normal(broker: Mosquit
 
 
 async def test_api_state_shows_zones_signals_alarms_outputs(broker: Mosquitto, tmp_path: Path) -> None:
-    async with plant(broker.port, tmp_path) as p, running(p, broker) as (_d, _):
+    async with plant(broker.port, tmp_path) as p, running(p, broker) as (d, _):
         await wait_for(lambda: coil(p, PERMISSIVE), 10)
+        # The coil is set at the module before the gateway's read-back returns: wait for that too.
+        await wait_for(lambda: d.outputs.observed.get("t101_permissive") is True, 5, what="read-back")
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{p.http_port}/api/state") as r:
                 assert r.status == 200
