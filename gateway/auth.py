@@ -36,9 +36,12 @@ from functools import wraps
 from typing import IO, Any
 
 import structlog
-from aiohttp import web
+from aiohttp import http_exceptions, web, web_protocol
 
 log = structlog.get_logger("auth")
+
+_BODY_ERRORS = (ValueError, web_protocol.RequestPayloadError, http_exceptions.HttpProcessingError)
+"""Reading a request body can fail as bad JSON, or before that as a bad transfer or content encoding."""
 
 __all__ = [
     "BODY",
@@ -464,7 +467,7 @@ class Auth:
             )
         try:
             body = await request.json()
-        except ValueError:
+        except _BODY_ERRORS:
             return _json_error(400, "login body must be JSON {user, password}")
         name, pw = (body.get("user"), body.get("password")) if isinstance(body, dict) else (None, None)
         if not isinstance(name, str) or not isinstance(pw, str) or len(name) > _MAX_USER or len(pw) > _MAX_PASSWORD:
@@ -521,8 +524,8 @@ class Auth:
                 if request.can_read_body:
                     try:
                         body = await request.json()
-                    except ValueError:
-                        body = None
+                    except _BODY_ERRORS:
+                        body = None  # a body that cannot be read (bad JSON, bad Content-Encoding) is no body
                 target = _target_of(body) if isinstance(body, dict) else "-"
                 s = self.session_of(request)
                 who, has = (s.user, s.role.label) if s else ("-", "-")

@@ -57,6 +57,10 @@ async def test_ack_refused_without_login_then_done_by_an_operator_and_audited(
                     csrf = (await r.json())["csrf"]
                 async with op.post(f"{base}/api/ack", json=ack, headers={"X-CSRF-Token": csrf}) as r:
                     assert r.status == 202
+                # A body that cannot even be decoded (found by the API fuzzer: it answered 500).
+                bad = {"X-CSRF-Token": csrf, "Content-Encoding": "gzip", "Content-Type": "application/json"}
+                async with op.post(f"{base}/api/ack", data=b"\x00\x00", headers=bad) as r:
+                    assert r.status == 400, await r.text()
             await wait_for(lambda: p.relay.coils[PERMISSIVE] and not p.relay.coils[HORN], 5, what="cleared by ack")
             assert d.state.signals["t101_o2"].acked_by == "otto"
             audit = tmp_path / "state" / "audit.jsonl"
@@ -71,5 +75,6 @@ async def test_ack_refused_without_login_then_done_by_an_operator_and_audited(
             ("vera", False),
             ("otto", False),
             ("otto", True),
-        ]  # "-": nobody logged in
+            ("otto", False),
+        ]  # "-": nobody logged in; the last one is the undecodable body
         assert all(w["utc"] for w in writes)
