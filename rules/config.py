@@ -18,6 +18,9 @@ if TYPE_CHECKING:  # annotations only: these modules import rules.config themsel
     from rules.interlock import HotWorkCfg
     from rules.presence import PresenceCfg
 
+GAS_QUANTITIES = frozenset({"o2", "lel", "h2s", "co"})
+"""The four gases of DOMAIN.md: their readings feed alarms, confined spaces and the hot-work interlock."""
+
 
 class Direction(StrEnum):
     LOW = "low"
@@ -168,12 +171,19 @@ class EngineCfg:
     (DOMAIN.md: bump test every 24 h; calibration per device). Until dates are read, they count as overdue."""
     by_zone: Mapping[str, tuple[SignalCfg, ...]] = field(init=False, repr=False, compare=False)
     """Signals per zone, computed once (the engine asks for them on every step)."""
+    eager: frozenset[str] = field(init=False, repr=False, compare=False)
+    """Signals whose every reading takes a full step even inside a batch (`engine.step_readings`):
+    gases (their values feed the hot-work interlock and confined spaces, not only their alarms)
+    and the signals of monitored machines."""
 
     def __post_init__(self) -> None:
         zones: dict[str, list[SignalCfg]] = {z: [] for z in self.zones}
         for s in self.signals.values():
             zones.setdefault(s.zone, []).append(s)
         object.__setattr__(self, "by_zone", MappingProxyType({z: tuple(v) for z, v in zones.items()}))
+        machine_signals = {sig for m in self.machines.values() for sig in (m.vibration_signal, m.temperature_signal)}
+        eager = {sid for sid, s in self.signals.items() if s.quantity in GAS_QUANTITIES} | machine_signals
+        object.__setattr__(self, "eager", frozenset(eager))
         for sid, s in self.signals.items():
             if s.zone not in self.zones:
                 raise ValueError(f"signals.{sid}.zone: unknown zone {s.zone!r}")

@@ -7,7 +7,7 @@ assumed to be) at their safe value; the engine only ever asks for changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -138,6 +138,58 @@ def step(s: EngineState, ev: Event, now: float, cfg: EngineCfg) -> tuple[EngineS
     return _finish(s, now, cfg, acts)
 
 
+def step_readings(
+    s: EngineState, evs: Sequence[Reading], now: float, cfg: EngineCfg
+) -> tuple[EngineState, tuple[Action, ...]]:
+    """Many readings in one step: the same outcome as folding `step` over them, at a fraction of the cost.
+
+    A reading of an eager signal (a gas, a machine input: `EngineCfg.eager`), or one that
+    changes its signal's alarm summary or fault, goes through `step` itself, at its place in
+    the sequence, so its alarms, hazards, interlocks and outputs are decided exactly as if it
+    came alone. Every other reading only refreshes its signal's value and time: it cannot
+    raise an alarm, and for a non-gas signal it can move a zone only toward "good" (fresher,
+    GOOD). So confined spaces, interlocks and outputs of the zones those readings touched
+    are derived once, at the end. Raises EngineError (state unchanged) on an unknown signal;
+    the caller then applies the readings one by one.
+    """
+    for ev in evs:
+        if ev.signal not in cfg.signals:
+            raise EngineError(f"reading of unknown signal {ev.signal!r}")
+    if s.started_at is None:
+        s = replace(s, started_at=now)
+    acts: list[Action] = []
+    pending: dict[str, gas.SignalState] = {}
+    zones: set[str] = set()
+
+    def flush(s: EngineState) -> EngineState:
+        if not pending:
+            return s
+        sigs = dict(s.signals)
+        sigs.update(pending)
+        pending.clear()
+        return replace(s, signals=MappingProxyType(sigs))
+
+    for ev in evs:
+        scfg = cfg.signals[ev.signal]
+        if ev.signal not in cfg.eager:
+            before = pending.get(ev.signal) or s.signals[ev.signal]
+            after = gas.on_reading(before, ev, scfg)
+            if after is before:
+                continue
+            if not gas.alarm_changed(before, after, scfg) and after.fault.active == before.fault.active:
+                pending[ev.signal] = after
+                zones.add(scfg.zone)
+                continue
+        s, out = step(flush(s), ev, now, cfg)
+        acts.extend(out)
+    s = flush(s)
+    if not zones:
+        return s, tuple(acts)
+    s = _refresh(s, tuple(sorted(zones)), now, cfg, acts)
+    s, out = _finish(s, now, cfg, [])
+    return s, (*acts, *out)
+
+
 def _presence(
     s: EngineState, ev: Tick | Sighting | ReceiverStatus, now: float, cfg: EngineCfg, acts: list[Action]
 ) -> EngineState:
@@ -261,9 +313,8 @@ def _commit_signal(
     sigs = dict(s.signals)
     sigs[sid] = after
     s = replace(s, signals=MappingProxyType(sigs))
-    old, new = before.summary(scfg), after.summary(scfg)
-    if old != new:
-        acts.append(AlarmUpdate(scfg.zone, sid, after.severity(scfg), new))
+    if gas.alarm_changed(before, after, scfg):
+        acts.append(AlarmUpdate(scfg.zone, sid, after.severity(scfg), after.summary(scfg)))
         for name in gas.newly_tripped(before, after):
             lim = next(lim for lim in scfg.limits if lim.name == name)
             if lim.severity >= Severity.EVACUATE and scfg.zone in s.silenced_until:

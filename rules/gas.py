@@ -44,6 +44,7 @@ class FaultState:
 
 
 _NO_LEVELS: Mapping[str, LevelState] = MappingProxyType({})
+_INACTIVE = LevelState()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,19 +108,24 @@ def _value_of(limit: Limit, value: float, exposure: Exposure | None, now: float)
 
 
 def _evaluate(st: SignalState, cfg: SignalCfg, now: float) -> SignalState:
-    """Re-evaluate every level against the current value and averages."""
-    levels = dict(st.levels)
+    """Re-evaluate every level against the current value and averages (`st` itself when nothing moved)."""
+    levels = st.levels
+    copied = False
     for lim in cfg.limits:
         v = _value_of(lim, st.value, st.exposure, now)
         if v is None or math.isnan(v):
             continue
-        ls = levels.get(lim.name, LevelState())
+        old = levels.get(lim.name)
+        ls = old if old is not None else _INACTIVE
         if not ls.active and lim.tripped(v):
             ls = LevelState(active=True, latched=lim.latching, since=now)
         elif ls.active and lim.cleared(v):
             ls = replace(ls, active=False)
-        levels[lim.name] = ls
-    return replace(st, levels=MappingProxyType(levels))
+        if ls is not old:
+            if not copied:
+                levels, copied = dict(levels), True
+            levels[lim.name] = ls  # type: ignore[index]
+    return replace(st, levels=MappingProxyType(levels)) if copied else st
 
 
 def _set_fault(st: SignalState, reason: str, now: float) -> SignalState:
@@ -145,9 +151,19 @@ def on_reading(st: SignalState, ev: Reading, cfg: SignalCfg) -> SignalState:
     if exposure is not None:
         # Hold the previous value until this reading, but never across a stale gap.
         exposure = exposure.add(ev.value, ev.at, max_gap=cfg.stale_after_s)
-    st = replace(st, value=ev.value, quality=Quality.GOOD, reason="", at=ev.at, exposure=exposure)
-    if st.fault.active:
-        st = replace(st, fault=replace(st.fault, active=False))
+    fault = replace(st.fault, active=False) if st.fault.active else st.fault
+    # One constructor call, not a chain of replace(): this runs for every reading (profiled).
+    st = SignalState(
+        value=ev.value,
+        quality=Quality.GOOD,
+        reason="",
+        at=ev.at,
+        levels=st.levels,
+        fault=fault,
+        exposure=exposure,
+        acked_by=st.acked_by,
+        acked_utc=st.acked_utc,
+    )
     after = _evaluate(st, cfg, ev.at)
     if newly_tripped(st, after):
         # A new episode: the last acknowledgement belonged to the previous one.
@@ -176,6 +192,14 @@ def on_ack(st: SignalState, user: str, utc: str) -> SignalState:
     if fault.latched and not fault.active:
         fault = FaultState()
     return replace(st, levels=MappingProxyType(levels), fault=fault, acked_by=user, acked_utc=utc)
+
+
+def alarm_changed(before: SignalState, after: SignalState, cfg: SignalCfg) -> bool:
+    """Whether the alarm summary (what is published and shown) differs; cheap when levels,
+    fault and acknowledgement are untouched, which is the case for almost every reading."""
+    if before.levels is after.levels and before.fault == after.fault and before.acked_by == after.acked_by:
+        return False
+    return before.summary(cfg) != after.summary(cfg)
 
 
 def newly_tripped(before: SignalState, after: SignalState) -> tuple[str, ...]:

@@ -13,14 +13,14 @@ from types import MappingProxyType
 
 from rules import confined, interlock, presence
 from rules.actions import Action, EvacuationUpdate, HazardRecord, Note, PeopleUpdate
-from rules.config import EngineCfg, Severity, ZoneKind
+from rules.config import GAS_QUANTITIES, EngineCfg, Severity, ZoneKind
 from rules.events import FaceMatch
 from rules.gas import SignalState
 from rules.interlock import DEFAULT_CFG as HOT_WORK_DEFAULTS
 from rules.interlock import HotWorkState, Ignition, Inputs, PermitView
 from rules.permit import PermitState, PermitType, Role, people_with
 
-GAS = frozenset({"o2", "lel", "h2s", "co"})
+GAS = GAS_QUANTITIES
 
 
 def _empty() -> Mapping[str, object]:
