@@ -1,7 +1,7 @@
 """MQTT input driver: sensor payloads, vibration waveforms and ESPresense BLE sightings.
 
 `codec`, `waveform` and `espresense` are pure decoders (bytes in, values or `Rejection`
-out, never an exception); `source.MqttInput` does the I/O with aiomqtt and emits
+out, never an exception); `source.MqttInput` does the I/O (over `wire`, a small MQTT 3.1.1 subscriber) and emits
 `rules.events` (`Reading`, `Sighting`, `Rejected`, `DeviceStatus`).
 """
 

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
-import aiomqtt
 import structlog
 
 from rules.events import DeviceStatus, Event, Reading, Rejected, Sighting
@@ -43,6 +42,7 @@ from .codec import PayloadMapping, Rejection, RejectReason, check_age, decode_sa
 from .errors import MqttConfigError
 from .espresense import EspresenseCfg, decode_espresense
 from .waveform import WaveformFrame, WaveformMapping, decode_waveform
+from .wire import Connection, Publish, WireError
 
 _MAX_TOPIC_KEYS: Final = 1024
 """Bound on distinct (topic, reason) counters: wildcard topics must not grow memory without end."""
@@ -164,6 +164,7 @@ class MqttInput:
         keepalive_s: int = 15,
         report_interval_s: float = 10.0,
         rng: random.Random | None = None,
+        batch_max: int = 256,
     ) -> None:
         self.address = parse_url(url)
         """Host, port and TLS flag (no secrets: safe to show)."""
@@ -204,6 +205,7 @@ class MqttInput:
         self._backoff = backoff
         self._keepalive_s = keepalive_s
         self._report_interval_s = report_interval_s
+        self._batch_max = batch_max
         self._rng = rng or random.Random()
         self._connected = False
         self._last_report: dict[tuple[str, str], float] = {}
@@ -252,17 +254,16 @@ class MqttInput:
 
     # -- the loop ---------------------------------------------------------------------
 
-    def _client(self) -> aiomqtt.Client:
-        return aiomqtt.Client(
+    async def _open(self) -> Connection:
+        return await Connection.open(
             self.address.host,
             self.address.port,
-            identifier=self._client_id,
+            client_id=self._client_id,
+            keepalive_s=self._keepalive_s,
             username=self._username,
             password=self._password,
-            tls_context=self._tls_context,
-            clean_session=True,
-            keepalive=self._keepalive_s,
-            timeout=10.0,
+            tls=self._tls_context,
+            timeout_s=10.0,
         )
 
     async def run(self) -> None:
@@ -274,25 +275,32 @@ class MqttInput:
             while True:
                 reason = ""
                 try:
-                    async with self._client() as client:
-                        await self._subscribe(client)
+                    conn = await self._open()
+                    try:
+                        await self._subscribe(conn)
                         if ever_connected:
                             self.reconnects += 1
                         ever_connected = True
                         attempt = 0
                         failing_logged = False
                         self._set_connected(True)
-                        async for message in client.messages:
-                            await self._on_message(message)
-                except (aiomqtt.MqttError, OSError) as exc:
+                        while True:
+                            for message in await conn.batch(self._batch_max):
+                                await self._on_message(message)
+                            # Bounded work per turn: the engine and the other inputs run in between.
+                            await asyncio.sleep(0)
+                    finally:
+                        conn.close()
+                except (WireError, OSError) as exc:
                     reason = f"{type(exc).__name__}: {exc}"
                 if self._connected:
                     self._set_connected(False, reason or "disconnected")
                 elif not failing_logged:
                     # Log the first failed attempt of a streak only (state change, not per retry).
                     failing_logged = True
-                    self._log.warning("mqtt_connect_failed", reason=reason, url_host=self.address.host,
-                                      port=self.address.port)
+                    self._log.warning(
+                        "mqtt_connect_failed", reason=reason, url_host=self.address.host, port=self.address.port
+                    )
                 delay = self._backoff.delay(attempt, self._rng.random())
                 attempt += 1
                 await asyncio.sleep(delay)
@@ -302,25 +310,25 @@ class MqttInput:
                 self._connected = False
                 self._log.info("mqtt_closed")
 
-    async def _subscribe(self, client: aiomqtt.Client) -> None:
+    async def _subscribe(self, conn: Connection) -> None:
         subs = self.subscriptions()
         if not subs:
             return
-        granted = await client.subscribe(subs)
-        # MQTT 3.1.1 gives granted QoS ints, paho's v2 callbacks ReasonCodes; >= 0x80 is a refusal.
-        codes = [c if isinstance(c, int) else int(getattr(c, "value", 0x80)) for c in granted]
-        for (flt, _qos), value in zip(subs, codes, strict=False):
+        codes = await conn.subscribe(subs)
+        for (flt, _qos), value in zip(subs, codes, strict=True):
             if value >= 0x80:
                 # The broker refused (ACL): the signals behind it will go stale, which is safe.
                 self._log.error("mqtt_subscribe_refused", topic=flt, code=value)
 
     # -- dispatch ---------------------------------------------------------------------
 
-    async def _on_message(self, message: aiomqtt.Message) -> None:
+    async def _on_message(self, message: Publish) -> None:
         self.received += 1
-        topic = message.topic.value
-        raw = message.payload
-        payload = raw if isinstance(raw, bytes) else bytes(raw) if isinstance(raw, bytearray) else b""
+        topic = message.topic
+        payload = message.payload
+        if topic is None:
+            self._reject("(not utf-8)", Rejection(RejectReason.UNMAPPED, "topic is not valid UTF-8"))
+            return
         matched = False
         for m in self._exact.get(topic, ()):
             matched = True
@@ -384,7 +392,6 @@ class MqttInput:
             return
         self._last_report[key] = now  # bounded like rejected_by_topic: same keys
         suppressed = self._suppressed.pop(key, 0)
-        self._log.warning("mqtt_payload_rejected", topic=topic, reason=reason, detail=rej.detail,
-                          suppressed=suppressed)
+        self._log.warning("mqtt_payload_rejected", topic=topic, reason=reason, detail=rej.detail, suppressed=suppressed)
         detail = rej.detail + (f" (+{suppressed} more since the last report)" if suppressed else "")
         self._emit(Rejected(source=f"mqtt:{topic}", reason=reason, detail=detail))
