@@ -39,6 +39,13 @@ class Engine(_Model):
     hazard_recur_n: Annotated[int, Field(ge=2, le=1000)] = 3
     hazard_recur_days: Annotated[float, Field(gt=0, le=365)] = 7.0
     """The same zone + category N times within these days escalates to "major" and "recurring"."""
+    batch_max: Annotated[int, Field(ge=1, le=10_000)] = 256
+    """Telemetry readings (non-gas, non-machine signals) applied in one engine step at most. Safety
+    events are served between batches, so this bounds how long one waits behind telemetry
+    (~256 x 10 us on one core; docs/performance.md). 1 = one step per reading."""
+    telemetry_queue: Annotated[int, Field(ge=100, le=1_000_000)] = 20_000
+    """Telemetry readings waiting for the engine at most; past it the oldest are dropped and counted
+    (a dropped reading is followed by a fresher one; staleness is still judged per signal)."""
 
 
 class Zone(_Model):

@@ -51,9 +51,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("daemon")
 
-GAS = frozenset({"o2", "lel", "h2s", "co"})
-
-
 STOP_GRACE_S = 5.0
 """How long tasks get to finish after a stop before the outputs are made safe regardless."""
 
@@ -78,11 +75,11 @@ class Daemon:
         self.state_dir = resolve_path(base, cfg.state.dir)
         self.baselines = BaselineStore(self.state_dir / "baselines.json")
         self.state = engine.initial(self.ecfg, self.baselines.load())
-        # Machine inputs share the safety lane: they can stop a machine, and they are few (~1 Hz each).
-        machine_signals = {
-            sig for m in self.ecfg.machines.values() for sig in (m.vibration_signal, m.temperature_signal)
-        }
-        self.inbox = Inbox(safety_signals=frozenset(s.id for s in cfg.signals if s.quantity in GAS) | machine_signals)
+        # Gases and machine inputs take the safety lane: they drop permissives and stop machines
+        # (machine inputs are few, ~1 Hz each). The same set takes full engine steps in a batch.
+        self.inbox = Inbox(cfg.engine.telemetry_queue, safety_signals=self.ecfg.eager)
+        self.readings_applied = 0
+        """Readings through the engine (a batch of telemetry is one step but many readings)."""
         self.buses = BusRegistry()
         specs = modbus_specs(cfg)
         mono = self.clock.monotonic
@@ -96,7 +93,7 @@ class Daemon:
             on_result=self._vibration_result,
         )
         self.trends = TrendStore(trend_points(self.ecfg.machines, {s.id: s.unit for s in cfg.signals}), self.clock)
-        self.mqtt_in = self._mqtt_input()
+        self.mqtt_inputs = self._mqtt_inputs()
         self.mqtt = MqttOut(
             cfg.mqtt,
             cfg.site.id,
@@ -144,10 +141,13 @@ class Daemon:
         self._save_wake = asyncio.Event()
         self._last_wd = -1e9
 
-    def _mqtt_input(self) -> MqttInput | None:
+    def _mqtt_inputs(self) -> list[MqttInput]:
+        """Two broker connections: gas and machine signals on their own ("mqtt-in-safety"), so a
+        telemetry flood queued in the other socket can never hold a gas reading back; telemetry,
+        waveforms and ESPresense on "mqtt-in". Either is left out when it has nothing to read."""
         mappings, esp = mqtt_mappings(self.cfg), espresense(self.cfg)
-        if not mappings and esp is None and not self.waveforms:
-            return None
+        safety = [mp for mp in mappings if mp.signal in self.ecfg.eager]
+        rest = [mp for mp in mappings if mp.signal not in self.ecfg.eager]
         m = self.cfg.mqtt
         tls = None
         if m.tls is not None:
@@ -157,21 +157,22 @@ class Daemon:
 
             tls = TlsOptions(ca_path=f(m.tls.ca_file), cert_path=f(m.tls.cert_file), key_path=f(m.tls.key_file))
         password = broker_password(m, self.base)
-        return MqttInput(
-            m.url,
-            client_id=f"{m.client_id or 'edge-gateway'}-{self.cfg.site.gateway_id}-in",
-            emit=self.inbox.put,
-            mappings=mappings,
-            waveforms=self.waveforms,
-            on_waveform=self.vibration.on_waveform if self.waveforms else None,
-            espresense=esp,
-            clock=self.clock.monotonic,
-            tls=tls,
-            username=m.username or None,
-            password=password,
-            name="mqtt-in",
-            keepalive_s=m.keepalive_s,
-        )
+        base_id = f"{m.client_id or 'edge-gateway'}-{self.cfg.site.gateway_id}"
+        inputs = []
+        if safety:
+            inputs.append(MqttInput(
+                m.url, client_id=f"{base_id}-in-safety", emit=self.inbox.put, mappings=safety,
+                clock=self.clock.monotonic, tls=tls, username=m.username or None, password=password,
+                name="mqtt-in-safety", keepalive_s=m.keepalive_s,
+            ))  # fmt: skip
+        if rest or esp is not None or self.waveforms:
+            inputs.append(MqttInput(
+                m.url, client_id=f"{base_id}-in", emit=self.inbox.put, mappings=rest, waveforms=self.waveforms,
+                on_waveform=self.vibration.on_waveform if self.waveforms else None, espresense=esp,
+                clock=self.clock.monotonic, tls=tls, username=m.username or None, password=password,
+                name="mqtt-in", keepalive_s=m.keepalive_s, batch_max=self.cfg.engine.batch_max,
+            ))  # fmt: skip
+        return inputs
 
     def _sparkplug(self) -> SparkplugNode:
         """One Sparkplug device per zone: its signals (value, quality), state, evacuation and outputs."""
@@ -299,8 +300,8 @@ class Daemon:
             for src in self.sources:
                 tg.create_task(self._supervise(src.run, f"modbus[{src.spec.id}]"), name=f"modbus[{src.spec.id}]")
             tg.create_task(self.mqtt.run(), name="mqtt_out[main]")
-            if self.mqtt_in is not None:
-                tg.create_task(self._supervise(self.mqtt_in.run, "mqtt_in[main]"), name="mqtt_in[main]")
+            for mi in self.mqtt_inputs:
+                tg.create_task(self._supervise(mi.run, f"mqtt_in[{mi.name}]"), name=f"mqtt_in[{mi.name}]")
             tg.create_task(self.web.run(), name="status[http]")
             tg.create_task(self.records.run(), name="records[main]")
             tg.create_task(self._saver(), name="statefile[main]")
@@ -357,10 +358,15 @@ class Daemon:
     # ---- the engine loop ----------------------------------------------------------------
     async def _engine(self) -> None:
         tick_s = self.cfg.engine.tick_s
+        batch_max = self.cfg.engine.batch_max
         next_tick = self.clock.monotonic()
         while True:
             ev = await self.inbox.get(max(0.0, next_tick - self.clock.monotonic()))
-            if ev is not None:
+            if isinstance(ev, Reading) and batch_max > 1 and not self.inbox.is_safety(ev):
+                self.apply_readings(self.inbox.take_readings(ev, batch_max))
+                # Let the drivers run between batches: a safety event waits for one batch at most.
+                await asyncio.sleep(0)
+            elif ev is not None:
                 self.apply(ev)
             now = self.clock.monotonic()
             if now >= next_tick:
@@ -406,28 +412,52 @@ class Daemon:
             log.warning("event_rejected", event=type(ev).__name__, reason=str(exc))
             return
         if isinstance(ev, Reading):
-            self.metrics.readings[(ev.signal, ev.quality.value)] += 1
-            sig = self.ecfg.signals[ev.signal]
-            good = ev.quality is Quality.GOOD
-            self.trends.on_reading(ev)
+            self._reading_out(ev)
+        self._acted(prev, actions, now)
+        self.metrics.engine_step.observe(time.perf_counter() - t0)
+
+    def apply_readings(self, evs: list[Reading]) -> None:
+        """Telemetry readings in one engine step (engine.step_readings: same outcome as one by one).
+        Should the engine refuse the batch (an unknown signal), each is applied alone and only that
+        one is refused."""
+        now = self.clock.monotonic()
+        prev = self.state
+        t0 = time.perf_counter()
+        try:
+            self.state, actions = engine.step_readings(self.state, evs, now, self.ecfg)
+        except engine.EngineError:
+            for ev in evs:
+                self.apply(ev)
+            return
+        for ev in evs:
+            self._reading_out(ev)
+        self._acted(prev, actions, now)
+        self.metrics.engine_step.observe(time.perf_counter() - t0)
+
+    def _reading_out(self, ev: Reading) -> None:
+        """What a reading feeds besides the rules: metrics, trends, telemetry, TSDB, Sparkplug."""
+        self.readings_applied += 1
+        self.metrics.readings[(ev.signal, ev.quality.value)] += 1
+        sig = self.ecfg.signals[ev.signal]
+        good = ev.quality is Quality.GOOD
+        self.trends.on_reading(ev)
+        if good:
+            self.mqtt.telemetry(ev.signal, ev.value, sig.unit, ev.at)
+        if self.tsdb is not None:
+            self.tsdb.add_point(
+                reading_point(ev.signal, sig.quantity, sig.unit, sig.zone, ev.value, ev.quality, self.tsdb.stamp(ev.at))
+            )
+        if self.sparkplug is not None:
             if good:
-                self.mqtt.telemetry(ev.signal, {"value": ev.value, "unit": sig.unit, "quality": "good"}, ev.at)
-            if self.tsdb is not None:
-                self.tsdb.add_point(
-                    reading_point(
-                        ev.signal, sig.quantity, sig.unit, sig.zone, ev.value, ev.quality, self.tsdb.stamp(ev.at)
-                    )
-                )
-            if self.sparkplug is not None:
-                if good:
-                    self.sparkplug_update(sig.zone, f"{sig.quantity}/{sig.id}", ev.value)
-                self.sparkplug_update(sig.zone, f"{sig.quantity}/{sig.id}/quality", ev.quality.value)
+                self.sparkplug_update(sig.zone, f"{sig.quantity}/{sig.id}", ev.value)
+            self.sparkplug_update(sig.zone, f"{sig.quantity}/{sig.id}/quality", ev.quality.value)
+
+    def _acted(self, prev: engine.EngineState, actions: tuple[Action, ...], now: float) -> None:
         if actions:
             self.execute(actions, now)
             if any(isinstance(a, Ignition | ChecklistChanged) for a in actions):
                 for rec in replay.decision_records(prev, self.state, now, self.ecfg):
                     self.records.audit_line(rec.pop("kind"), rec)
-        self.metrics.engine_step.observe(time.perf_counter() - t0)
 
     def zone_state(self, zone: str) -> str:
         return engine.zone_severity(self.state, zone, self.ecfg).name.lower()

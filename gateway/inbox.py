@@ -39,6 +39,15 @@ class Inbox:
             self._telemetry.append(ev)
         self._ready.set()
 
+    def take_readings(self, first: Reading, n: int) -> list[Reading]:
+        """`first` and up to n-1 more telemetry readings from the head of the telemetry lane, stopping
+        early when a safety event is waiting (so it is served next) or a non-reading is at the head."""
+        out = [first]
+        tel = self._telemetry
+        while len(out) < n and tel and not self._safety and isinstance(tel[0], Reading):
+            out.append(tel.popleft())  # type: ignore[arg-type]
+        return out
+
     def get_nowait(self) -> Event | None:
         if self._safety:
             return self._safety.popleft()

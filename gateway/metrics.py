@@ -64,8 +64,8 @@ def render(d: Daemon) -> str:
     rejected: Counter[str] = Counter(dict(d.state.rejected))
     if d.face is not None:
         rejected.update({f"face_{k}": v for k, v in d.face.counts.items() if k != "accepted"})
-    if d.mqtt_in is not None:
-        rejected.update({f"mqtt_{k}": v for k, v in d.mqtt_in.rejected.items()})
+    for mi in d.mqtt_inputs:
+        rejected.update({f"mqtt_{k}": v for k, v in mi.rejected.items()})
     family(
         "edge_rejected_total",
         "counter",

@@ -17,8 +17,9 @@ import json
 import os
 import random
 import ssl
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -31,6 +32,9 @@ from gateway.config import Mqtt
 from gateway.loader import read_secret, resolve_path
 
 log = structlog.get_logger("mqtt_out")
+
+TELEMETRY_BURST = 32
+"""Telemetry messages sent before the drain lets the other tasks run (profiled; docs/performance.md)."""
 
 
 @dataclass(slots=True)
@@ -134,7 +138,10 @@ class MqttOut:
         self._spill = Spill(spill) if spill is not None else None
         self._max_mem = max_in_memory
         self._retained: dict[str, Message] = {}
-        self._telemetry: OrderedDict[str, Message] = OrderedDict()
+        self._telemetry: dict[str, tuple[float, str, float]] = {}
+        """Signal -> (value, unit, monotonic time of the reading): the latest only, oldest update first.
+        The message is built when sent, so a reading coalesced away costs a dict store and nothing more."""
+        self._telemetry_root = self.topic("telemetry", "")
         self._wake = asyncio.Event()
         self.connected = False
         self.sent = 0
@@ -168,13 +175,28 @@ class MqttOut:
             self._spill.push(old, self.clock.utc().timestamp() - self.clock.monotonic())
         self._wake.set()
 
-    def telemetry(self, signal: str, body: dict[str, Any], at: float) -> None:
-        t = self.topic("telemetry", signal)
-        if t in self._telemetry:
+    def telemetry(self, signal: str, value: float, unit: str, at: float) -> None:
+        """A good reading; `at` is its monotonic time (the message's `utc` and `age_s` are taken from it)."""
+        tel = self._telemetry
+        if tel.pop(signal, None) is not None:
             self.telemetry_coalesced += 1
-            del self._telemetry[t]
-        self._telemetry[t] = Message(t, self._envelope(body), at, retain=False, qos=0)
+        tel[signal] = (value, unit, at)
         self._wake.set()
+
+    def _telemetry_wire(self, signal: str, value: float, unit: str, at: float) -> tuple[str, bytes]:
+        self._seq += 1
+        now = self.clock.monotonic()
+        utc = self.clock.utc() - timedelta(seconds=max(0.0, now - at))
+        body = {
+            "gateway": self.gateway,
+            "seq": self._seq,
+            "utc": iso(utc),
+            "value": value,
+            "unit": unit,
+            "quality": "good",
+            "age_s": round(max(0.0, now - at), 3),
+        }
+        return self._telemetry_root + signal, json.dumps(body, separators=(",", ":")).encode()
 
     def retained_active(self, topic: str) -> bool:
         """Whether the last retained state on `topic` was anything but normal/inactive."""
@@ -243,6 +265,7 @@ class MqttOut:
             delay = min(delay * 2, 10.0)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        burst = 0
         while True:
             if self._spill is not None and self._spill.count:
                 item = self._spill.peek()  # spilled messages are older than anything in memory
@@ -257,9 +280,16 @@ class MqttOut:
                 self._safety.popleft()  # only once the broker acknowledged it (QoS 1)
                 self.sent += 1
             elif self._telemetry:
-                _, m = self._telemetry.popitem(last=False)
-                await client.publish(m.topic, self._wire(m), qos=0)
+                signal = next(iter(self._telemetry))
+                topic, payload = self._telemetry_wire(signal, *self._telemetry.pop(signal))
+                await client.publish(topic, payload, qos=0)
                 self.sent += 1
+                burst += 1
+                if burst >= TELEMETRY_BURST:
+                    # A QoS 0 publish that goes straight to the socket does not yield: without this the
+                    # drain would send every coalesced reading in one go while the engine waits.
+                    burst = 0
+                    await asyncio.sleep(0)
             else:
                 self._wake.clear()
                 await self._wake.wait()
