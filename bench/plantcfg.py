@@ -38,7 +38,8 @@ def alarm_topic(zone: str, signal: str) -> str:
     return f"edge/{SITE}/{GATEWAY}/alarm/{zone}/{signal}"
 
 
-def raw_config(ports: Ports, state_dir: Path, *, poll_s: float, signals: int, badges: int) -> dict[str, Any]:
+def raw_config(ports: Ports, state_dir: Path, *, poll_s: float, signals: int, badges: int,
+               tsdb_url: str = "") -> dict[str, Any]:
     """The configuration as a TOML-shaped dict."""
     zones: list[dict[str, Any]] = [
         {"id": "tank-m", "kind": "confined_space", "name": "Tank M (Modbus detector)"},
@@ -106,9 +107,13 @@ def raw_config(ports: Ports, state_dir: Path, *, poll_s: float, signals: int, ba
     raw["mqtt"] = {"url": f"mqtt://127.0.0.1:{ports.mqtt}", "prefix": "edge"}
     raw["status"] = {"bind": "127.0.0.1", "port": ports.http}
     raw["state"] = {"dir": str(state_dir)}
+    if tsdb_url:
+        raw["tsdb"] = {"url": tsdb_url}
     return raw
 
 
-def write(path: Path, ports: Ports, state_dir: Path, *, poll_s: float, signals: int, badges: int) -> Path:
-    path.write_text(dumps(raw_config(ports, state_dir, poll_s=poll_s, signals=signals, badges=badges)))
+def write(path: Path, ports: Ports, state_dir: Path, *, poll_s: float, signals: int, badges: int,
+          tsdb_url: str = "") -> Path:
+    path.write_text(dumps(raw_config(ports, state_dir, poll_s=poll_s, signals=signals, badges=badges,
+                                     tsdb_url=tsdb_url)))
     return path

@@ -111,6 +111,29 @@ class Mosquitto:
         stop_pid(self.proc)
 
 
+class Victoria:
+    """VictoriaMetrics as the TSDB the daemon batches readings to (InfluxDB line protocol), on core 1."""
+
+    def __init__(self, workdir: Path) -> None:
+        exe = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+        if not Path(exe).exists():
+            raise BenchError("victoria-metrics", "not installed: apt-get install -y victoria-metrics")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            pinned(OTHERS_CPU, [exe, f"-httpListenAddr=127.0.0.1:{self.port}",
+                                f"-storageDataPath={workdir / 'vm-data'}", "-loggerLevel=ERROR",
+                                "-retentionPeriod=100y"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, timeout=15.0)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        stop_pid(self.proc)
+
+
 class SimHost:
     """The field process (bench.simhost), driven over its stdin/stdout."""
 
@@ -198,6 +221,10 @@ class Daemon:
 
     def steps(self) -> int:
         return int(self.state()["engine"]["steps"])
+
+    def readings(self) -> int:
+        """Readings through the engine (telemetry is applied in batches: many readings per step)."""
+        return int(self.state()["engine"]["readings"])
 
     def stop(self) -> None:
         stop_pid(self.proc, timeout=10)
