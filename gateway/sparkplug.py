@@ -30,6 +30,7 @@ import aiomqtt
 import structlog
 from google.protobuf.message import DecodeError
 
+from gateway.mqtt_out import NO_DELAY
 from gateway.sparkplug_pb2 import Payload  # type: ignore[attr-defined]
 
 log = structlog.get_logger("sparkplug")
@@ -487,6 +488,7 @@ class SparkplugNode:
             keepalive=self.keepalive_s,
             tls_context=self.tls,
             timeout=10,
+            socket_options=NO_DELAY,
         )
 
     def _set_connected(self, up: bool, reason: str = "") -> None:

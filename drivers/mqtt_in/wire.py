@@ -18,6 +18,7 @@ consumer pushes back on the broker (TCP) instead of growing memory.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import struct
 from collections import deque
@@ -245,6 +246,9 @@ class Connection:
                     server_hostname=host if tls is not None else None,
                 )
                 assert proto.transport is not None
+                sock = proto.transport.get_extra_info("socket")
+                if sock is not None:  # PUBACKs and pings are tiny: never hold them back (Nagle)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 proto.transport.write(connect_packet(client_id, keepalive_s, username, password))
                 code = await proto.connack
         except TimeoutError as exc:
