@@ -284,6 +284,9 @@ class Mqtt(_Model):
     password_file: Path | None = None
     tls: Tls | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=600)] = 15
+    telemetry_interval_s: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    """Each signal's `telemetry/{signal}` at most once per this (its latest value). Every reading still
+    goes to the TSDB and alarms go at once; 0 = every reading, coalesced only under back-pressure."""
 
     @field_validator("url")
     @classmethod
