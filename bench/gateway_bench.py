@@ -35,9 +35,10 @@ class Plan:
     step_s: float
     sim_minutes: float
     memory_rate: int
+    permits: int = 20
 
 
-LADDER = (250, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000, 20_000, 30_000)
+LADDER = (250, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 100_000)
 """Offered rates tried in order until one is not sustained."""
 QUICK = Plan(trips=40, poll_s=0.2, signals=500, badges=200, starts=1, ladder=LADDER, step_s=3.0, sim_minutes=1.0,
              memory_rate=5_000)
@@ -65,6 +66,7 @@ class Rig:
             plantcfg.Ports(self.field.gas_port, self.field.relay_port, self.broker.port, self.http),
             work / "state", poll_s=plan.poll_s, signals=plan.signals, badges=plan.badges,
             tsdb_url=self.tsdb.url if self.tsdb else "",
+            permits_dir=plantcfg.write_permits(work / "permits", plan.permits, plan.badges) if plan.permits else None,
         )
         self.log = work / "daemon.log"
         self.daemon: Daemon | None = None
@@ -251,8 +253,10 @@ def memory_section(rig: Rig) -> dict[str, Any]:
         "rss_peak_mb": round(rss_mb(pid, "VmHWM"), 1),
         "rss_median_during_mb": round(statistics.median(samples), 1) if samples else None,
         "memory_readings_fed": g["sent"], "memory_simulated_minutes": rig.plan.sim_minutes,
-        "memory_signals": rig.plan.signals, "memory_badges": rig.plan.badges, "memory_permits": 0,
+        "memory_signals": rig.plan.signals, "memory_badges": rig.plan.badges,
+        "memory_permits": len(d.state().get("permits") or []),
         "memory_note": f"{rig.plan.signals} MQTT signals at 1 Hz for {rig.plan.sim_minutes} simulated minutes, fed at "
                        f"{rig.plan.memory_rate}/s; {rig.plan.badges} people+badges in the config (no sightings: no "
-                       "BLE source is wired); 0 permits (permits come from the ledger sync, not wired yet)",
+                       f"BLE source is wired); {rig.plan.permits} signed hot-work permits loaded from the permit "
+                       "directory, each on its own zone",
     }

@@ -39,7 +39,7 @@ def alarm_topic(zone: str, signal: str) -> str:
 
 
 def raw_config(ports: Ports, state_dir: Path, *, poll_s: float, signals: int, badges: int,
-               tsdb_url: str = "") -> dict[str, Any]:
+               tsdb_url: str = "", permits_dir: Path | None = None) -> dict[str, Any]:
     """The configuration as a TOML-shaped dict."""
     zones: list[dict[str, Any]] = [
         {"id": "tank-m", "kind": "confined_space", "name": "Tank M (Modbus detector)"},
@@ -109,11 +109,50 @@ def raw_config(ports: Ports, state_dir: Path, *, poll_s: float, signals: int, ba
     raw["state"] = {"dir": str(state_dir)}
     if tsdb_url:
         raw["tsdb"] = {"url": tsdb_url}
+    if permits_dir is not None:
+        n = len(list(permits_dir.glob("*.json")))
+        raw["zones"] += [{"id": f"hw-{i:02d}", "kind": "hot_work"} for i in range(n)]
+        raw["ledger"] = {"public_key_file": str(permits_dir / "ledger.pub")}
+        raw["permits"] = {"dir": str(permits_dir)}
     return raw
 
 
+def write_permits(folder: Path, n: int, people: int) -> Path:
+    """`n` active hot-work permits (zones hw-00..), signed by a fresh ledger key whose public half is
+    `folder/ledger.pub`; two of the configured people on each (an operator and a fire watch)."""
+    import json
+    import time
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from drivers.ledger.permit_codec import sign_permit
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    (folder / "ledger.pub").write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    now = time.time()
+    for i in range(n):
+        op, watch = f"p{(2 * i) % max(people, 1):04d}", f"p{(2 * i + 1) % max(people, 1):04d}"
+        body = {
+            "permit_id": f"HW-{i:02d}", "type": "hot_work", "grade": "second", "site_id": SITE,
+            "zone_id": f"hw-{i:02d}", "state": "active", "valid_from": int(now - 600),
+            "valid_to": int(now + 8 * 3600),
+            "people": [{"id": op, "role": "operator"}, {"id": watch, "role": "fire_watch"},
+                       {"id": "p0000" if op != "p0000" else "p0001", "role": "issuer"}],
+            "gas_tests": [{"at": int(now - 300), "tester": op, "o2": 20.9, "lel": 0, "h2s": 0, "co": 0,
+                           "instrument": "GX-1", "bump_at": int(now - 3600), "cal_due": int(now + 30 * 86400)}],
+            "approvals": [{"signer": op, "role": "issuer", "at": int(now - 900), "signature": "x"}],
+            "competencies": [{"person": op, "certificate_id": f"HW-C-{i}", "kind": "hot_work",
+                              "expires": int(now + 86400)}],
+        }
+        (folder / f"HW-{i:02d}.json").write_text(json.dumps(sign_permit(body, key)))
+    return folder
+
+
 def write(path: Path, ports: Ports, state_dir: Path, *, poll_s: float, signals: int, badges: int,
-          tsdb_url: str = "") -> Path:
+          tsdb_url: str = "", permits_dir: Path | None = None) -> Path:
     path.write_text(dumps(raw_config(ports, state_dir, poll_s=poll_s, signals=signals, badges=badges,
-                                     tsdb_url=tsdb_url)))
+                                     tsdb_url=tsdb_url, permits_dir=permits_dir)))
     return path

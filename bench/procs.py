@@ -102,7 +102,7 @@ class Mosquitto:
         self.port = free_port()
         conf = workdir / "mosquitto.conf"
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        "max_queued_messages 100000\n")
+                        "max_queued_messages 100000\nset_tcp_nodelay true\n")
         self.proc = subprocess.Popen(pinned(OTHERS_CPU, [exe, "-c", str(conf)]),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)

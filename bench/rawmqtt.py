@@ -42,12 +42,17 @@ def publish_packet(topic: str, payload: bytes) -> bytes:
     return b"\x30" + _varint(len(body)) + body
 
 
+def connect_packet(client_id: str, keepalive_s: int = 0) -> bytes:
+    """CONNECT, clean session, no credentials (keepalive 0: the broker never times us out)."""
+    body = _str("MQTT") + bytes([4, 0x02]) + struct.pack(">H", keepalive_s) + _str(client_id)
+    return b"\x10" + _varint(len(body)) + body
+
+
 def connect(port: int, client_id: str, keepalive_s: int = 120) -> socket.socket:
     """Connect (clean session) to 127.0.0.1:port and wait for CONNACK."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    body = _str("MQTT") + bytes([4, 0x02]) + struct.pack(">H", keepalive_s) + _str(client_id)
-    sock.sendall(b"\x10" + _varint(len(body)) + body)
+    sock.sendall(connect_packet(client_id, keepalive_s))
     ack = _read_exact(sock, 4)
     if ack[0] != 0x20 or ack[3] != 0:
         raise MqttProtocolError(f"CONNACK refused: {ack.hex()}")
