@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             def peer() -> dict[str, Any]:
                 from bench.peer_tb import peer_section
 
-                ladder = (5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000) if args.quick else plan.ladder[7:]
+                ladder = (10_000, 30_000, 50_000) if args.quick else plan.ladder[7:]
                 return peer_section(work, rig.broker.port, ladder, plan.step_s, plan.signals)
 
             section("peer", peer)

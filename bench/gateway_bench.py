@@ -40,8 +40,8 @@ class Plan:
 
 LADDER = (250, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 100_000)
 """Offered rates tried in order until one is not sustained."""
-QUICK = Plan(trips=40, poll_s=0.2, signals=500, badges=200, starts=1, ladder=LADDER, step_s=3.0, sim_minutes=1.0,
-             memory_rate=5_000)
+QUICK = Plan(trips=40, poll_s=0.2, signals=500, badges=200, starts=1, ladder=(1_000, 10_000, 30_000, 50_000),
+             step_s=3.0, sim_minutes=1.0, memory_rate=5_000)
 FULL = Plan(trips=200, poll_s=0.2, signals=500, badges=200, starts=3, ladder=LADDER, step_s=12.0, sim_minutes=10.0,
             memory_rate=5_000)
 
