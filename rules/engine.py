@@ -185,8 +185,9 @@ def step_readings(
     s = flush(s)
     if not zones:
         return s, tuple(acts)
-    s = _refresh(s, tuple(sorted(zones)), now, cfg, acts)
-    s, out = _finish(s, now, cfg, [])
+    tail: list[Action] = []  # through _finish like any step's: hazards are de-duplicated there
+    s = _refresh(s, tuple(sorted(zones)), now, cfg, tail)
+    s, out = _finish(s, now, cfg, tail)
     return s, (*acts, *out)
 
 
