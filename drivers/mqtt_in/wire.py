@@ -236,10 +236,16 @@ class Connection:
         max_packet: int = MAX_PACKET,
     ) -> Connection:
         loop = asyncio.get_running_loop()
+        made: list[_Protocol] = []
+
+        def factory() -> _Protocol:
+            made.append(_Protocol(high_water, max_packet))
+            return made[-1]
+
         try:
             async with asyncio.timeout(timeout_s):
                 _, proto = await loop.create_connection(
-                    lambda: _Protocol(high_water, max_packet),
+                    factory,
                     host,
                     port,
                     ssl=tls,
@@ -251,10 +257,15 @@ class Connection:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 proto.transport.write(connect_packet(client_id, keepalive_s, username, password))
                 code = await proto.connack
-        except TimeoutError as exc:
-            raise WireError(f"no CONNACK from {host}:{port} within {timeout_s:g} s") from exc
-        except (OSError, ssl.SSLError) as exc:
-            raise WireError(f"cannot connect to {host}:{port}: {exc}") from exc
+        except BaseException as exc:
+            for pr in made:  # connected but not accepted (timeout, refused, cancelled): do not leak the socket
+                if pr.transport is not None and not pr.transport.is_closing():
+                    pr.transport.abort()
+            if isinstance(exc, TimeoutError):
+                raise WireError(f"no CONNACK from {host}:{port} within {timeout_s:g} s") from exc
+            if isinstance(exc, OSError | ssl.SSLError):
+                raise WireError(f"cannot connect to {host}:{port}: {exc}") from exc
+            raise
         conn = cls(proto, keepalive_s)
         if code != 0:
             conn.close()
