@@ -146,7 +146,7 @@ class MqttOut:
         self._max_mem = max_in_memory
         self._retained: dict[str, Message] = {}
         self._telemetry: dict[str, tuple[float, str, float]] = {}
-        """Signal -> (value, unit, monotonic time of the reading): the latest only, oldest update first.
+        """Signal -> (value, unit, monotonic time of the reading): the latest only, until its round.
         The message is built when sent, so a reading coalesced away costs a dict store and nothing more."""
         self._telemetry_root = self.topic("telemetry", "")
         self._tel_sending: deque[tuple[str, tuple[float, str, float]]] = deque()
@@ -188,10 +188,11 @@ class MqttOut:
     def telemetry(self, signal: str, value: float, unit: str, at: float) -> None:
         """A good reading; `at` is its monotonic time (the message's `utc` and `age_s` are taken from it)."""
         tel = self._telemetry
-        if tel.pop(signal, None) is not None:
+        if not tel:
+            self._wake.set()  # with readings pending, the drain is already sending or timed for the next round
+        elif signal in tel:
             self.telemetry_coalesced += 1
         tel[signal] = (value, unit, at)
-        self._wake.set()
 
     def _telemetry_wire(self, signal: str, value: float, unit: str, at: float) -> tuple[str, bytes]:
         self._seq += 1
