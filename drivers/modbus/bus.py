@@ -96,9 +96,9 @@ class Bus:
         try:
             async with asyncio.timeout(timeout_s + 1.0):
                 ok = await client.connect()
-        except (OSError, ModbusException, TimeoutError) as exc:
+        except Exception as exc:  # OSError, ModbusException, TimeoutError, or a library defect: all "not connected"
             client.close()
-            raise TransportError(self.key, BadReason.DISCONNECTED, f"connect failed: {exc}") from exc
+            raise TransportError(self.key, BadReason.DISCONNECTED, f"connect failed: {exc!r}") from exc
         if not ok:
             client.close()
             raise TransportError(self.key, BadReason.DISCONNECTED, "connect refused or port unavailable")
@@ -139,6 +139,8 @@ class Bus:
                     if not self.rtu or not self.connected:
                         # a late reply on TCP would be taken for the next one: start a fresh connection
                         self.close()
+                    if reason not in _RETRYABLE:
+                        raise last from exc  # e.g. the peer hung up: retrying on this request is pointless
                     continue
                 except ModbusException as exc:
                     self.close()
@@ -147,14 +149,19 @@ class Bus:
                 except OSError as exc:
                     self.close()
                     raise TransportError(self.key, BadReason.DISCONNECTED, str(exc)) from exc
+                except Exception as exc:  # a library defect or a reply it cannot handle: this device's fault
+                    self.close()
+                    log.error("modbus_unexpected_error", bus=self.key, function_code=function_code, exc_info=exc)
+                    raise TransportError(self.key, BadReason.BAD_PAYLOAD, f"unexpected {type(exc).__name__}: {exc}") \
+                        from exc
                 finally:
                     self._last_io = time.monotonic()
                 if reply.isError():
                     code = int(getattr(reply, "exception_code", 0))
                     raise TransportError(self.key, BadReason.EXCEPTION_CODE, str(code))
                 return reply
-            assert last is not None and last.reason in _RETRYABLE
-            raise last
+            # Only retryable failures reach here, and at least one attempt ran (retries >= 0).
+            raise last if last is not None else TransportError(self.key, BadReason.TIMEOUT, "no attempt made")
 
     async def read(
         self, table: Table, address: int, count: int, unit: int, timeout_s: float, retries: int
