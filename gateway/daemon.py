@@ -12,6 +12,7 @@ import hashlib
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +54,15 @@ log = structlog.get_logger("daemon")
 
 STOP_GRACE_S = 5.0
 """How long tasks get to finish after a stop before the outputs are made safe regardless."""
+
+TASK_BACKOFF_BASE_S, TASK_BACKOFF_CAP_S = 0.5, 30.0
+"""Restart delay of a failed source or sink: base * 2^(n-1), capped, jittered to [d/2, d]."""
+
+
+def task_backoff_s(failures: int, jitter: float) -> float:
+    """The shared restart backoff: `jitter` in [0, 1) spreads restarts of tasks that failed together."""
+    d = min(TASK_BACKOFF_CAP_S, TASK_BACKOFF_BASE_S * 2.0 ** min(max(failures, 1) - 1, 30))
+    return d * (0.5 + jitter / 2)
 
 
 class Daemon:
@@ -132,6 +142,10 @@ class Daemon:
         self.ready = False
         self.started_mono = mono()
         self.rejected_events = 0
+        self.task_restarts: Counter[str] = Counter()
+        """Restarts of each supervised task after a failure (/metrics, status page)."""
+        self.task_faults: dict[str, str] = {}
+        """The last failure of each supervised task that has failed."""
         self.extra_tasks: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         """(name, coroutine factory) run under the same TaskGroup (demo scenario, sims)."""
         self._stop: asyncio.Event | None = None
@@ -293,28 +307,34 @@ class Daemon:
         return code
 
     async def _supervisor(self) -> None:
-        """Every long-running task under one TaskGroup; it ends only by failure or cancellation."""
+        """Every long-running task under one TaskGroup. The engine loop and the output bank end the
+        daemon when they fail; every source and every other sink runs under `_supervise`."""
         async with asyncio.TaskGroup() as tg:
+
+            def guarded(factory: Callable[[], Awaitable[object]], name: str,
+                        on_down: Callable[[str], None] | None = None) -> None:
+                tg.create_task(self._supervise(factory, name, on_down), name=name)
+
             tg.create_task(self._engine(), name="engine[main]")
             tg.create_task(self.outputs.run(), name="outputs[bank]")
             for src in self.sources:
-                tg.create_task(self._supervise(src.run, f"modbus[{src.spec.id}]"), name=f"modbus[{src.spec.id}]")
-            tg.create_task(self.mqtt.run(), name="mqtt_out[main]")
+                guarded(src.run, f"modbus[{src.spec.id}]", src.mark_down)
+            guarded(self.mqtt.run, "mqtt_out[main]")
             for mi in self.mqtt_inputs:
-                tg.create_task(self._supervise(mi.run, f"mqtt_in[{mi.name}]"), name=f"mqtt_in[{mi.name}]")
+                guarded(mi.run, f"mqtt_in[{mi.name}]")
             tg.create_task(self.web.run(), name="status[http]")
-            tg.create_task(self.records.run(), name="records[main]")
-            tg.create_task(self._saver(), name="statefile[main]")
+            guarded(self.records.run, "records[main]")
+            guarded(self._saver, "statefile[main]")
             for b in self.ble:
-                tg.create_task(b.run(), name=f"ble[{b.receiver}]")
+                guarded(b.run, f"ble[{b.receiver}]", b.mark_down)
             if self.face_mqtt is not None:
-                tg.create_task(self._supervise(self.face_mqtt.run, "face_mqtt[main]"), name="face_mqtt[main]")
+                guarded(self.face_mqtt.run, "face_mqtt[main]")
             if self.sparkplug is not None:
-                tg.create_task(self.sparkplug.run(), name="sparkplug[main]")
+                guarded(self.sparkplug.run, "sparkplug[main]")
             if self.tsdb is not None:
-                tg.create_task(self.tsdb.run(), name="tsdb[main]")
+                guarded(self.tsdb.run, "tsdb[main]")
             if self.permit_sync is not None:
-                tg.create_task(self.permit_sync.run(), name="permit_sync[ledger]")
+                guarded(self.permit_sync.run, "permit_sync[ledger]")
             for name, factory in self.extra_tasks:
                 tg.create_task(factory(), name=name)
 
@@ -343,17 +363,28 @@ class Daemon:
         except TimeoutError:
             log.info("duration_elapsed", seconds=duration)
 
-    async def _supervise(self, factory: Callable[[], Awaitable[object]], name: str) -> None:
-        """Restart a driver task that fails with an I/O error, with jittered exponential backoff."""
-        delay = 0.5
+    async def _supervise(
+        self, factory: Callable[[], Awaitable[object]], name: str, on_down: Callable[[str], None] | None = None
+    ) -> None:
+        """Run a source or non-output sink; *any* exception in it is logged once with its traceback,
+        counted, and restarts this task alone after a jittered exponential backoff. `on_down(reason)`
+        tells the engine what depended on it (a Modbus source: its device is down). Cancellation
+        passes through: only the engine loop and the output bank may end the daemon."""
+        failures = 0
         while True:
+            started = self.clock.monotonic()
             try:
                 await factory()
                 return
-            except OSError as exc:
-                log.error("driver_task_failed", task=name, error=str(exc))
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 30.0)
+            except Exception as exc:  # noqa: BLE001 - the point: one task's defect stays that task's
+                self.task_restarts[name] += 1
+                self.task_faults[name] = f"{type(exc).__name__}: {exc}"
+                log.error("task_failed", task=name, error=repr(exc), restarts=self.task_restarts[name], exc_info=exc)
+                if on_down is not None:
+                    on_down(f"task_failed: {type(exc).__name__}")
+            # A task that ran a while before failing starts its backoff afresh.
+            failures = 1 if self.clock.monotonic() - started > 60.0 else failures + 1
+            await asyncio.sleep(task_backoff_s(failures, random.random()))
 
     # ---- the engine loop ----------------------------------------------------------------
     async def _engine(self) -> None:

@@ -113,6 +113,10 @@ def render(d: Daemon) -> str:
         [({"output": o}, 1 if v else 0) for o, v in sorted(d.outputs.commanded.items())],
     )  # fmt: skip
     family(
+        "edge_task_restarts_total", "counter", "Restarts of a source or sink task after it failed",
+        [({"task": t}, n) for t, n in sorted(d.task_restarts.items())],
+    )  # fmt: skip
+    family(
         "edge_output_fault",
         "gauge",
         "1 while an output read-back fault holds everything safe",

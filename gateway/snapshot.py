@@ -177,4 +177,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
             "tsdb": asdict(d.tsdb.status()) if d.tsdb is not None else None,
             "sparkplug": d.sparkplug.status() if d.sparkplug is not None else None,
         },
+        "tasks": [
+            {"task": t, "restarts": n, "last_error": d.task_faults.get(t, "")} for t, n in sorted(d.task_restarts.items())
+        ],
     }

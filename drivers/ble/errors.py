@@ -16,6 +16,8 @@ class ReceiverDownReason(StrEnum):
     """The adapter exists but is not powered (rfkill, `bluetoothctl power off`)."""
     BLUEZ_UNAVAILABLE = "bluez_unavailable"
     """No system D-Bus or no bluetoothd on it."""
+    TASK_FAILED = "task_failed"
+    """The source itself failed (a defect, not the adapter); the daemon restarts it."""
     SCAN_FAILED = "scan_failed"
     """BlueZ refused to start (or keep) discovery."""
 

@@ -138,6 +138,10 @@ class BleSource:
         except _SCAN_ERRORS as exc:
             self._log.debug("ble_scan_stop_failed", error=_describe(exc))
 
+    def mark_down(self, detail: str) -> None:
+        """The daemon's supervisor: this source failed and is being restarted; nothing it heard holds."""
+        self._set_status(False, ReceiverDownReason.TASK_FAILED, detail)
+
     def _set_status(self, up: bool, reason: ReceiverDownReason | None, detail: str) -> None:
         if self._up is up:
             return

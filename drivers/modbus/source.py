@@ -165,6 +165,14 @@ class ModbusSource:
                 out.append(Reading(signal, float(secs), at))
         return out
 
+    def mark_down(self, reason: str) -> None:
+        """The daemon's supervisor: this source failed and is being restarted, so its device is down
+        (and says "up" again on its first good poll)."""
+        if self.up is not False:
+            self.up = False
+            self.last_reason = reason
+            self._emit(DeviceStatus(self.spec.id, up=False, reason=reason))
+
     def _set_up(self, failure: TransportError | None) -> None:
         if failure is None:
             self._connect_failures = 0
