@@ -68,6 +68,11 @@ class Watchdog(_Model):
     timeout_ms: Annotated[int, Field(ge=100, le=60000)] = 1000
     timeout_register: Annotated[int, Field(ge=0, le=65535)] | None = None
     clear_register: Annotated[int, Field(ge=0, le=65535)] | None = None
+    reassert_max: Annotated[int, Field(ge=1, le=20)] = 3
+    """How many times a coil found away from its safe value while the gateway wants it safe (a
+    third party's write, a relay that will not drop) is written safe again, counted since the last
+    output-fault acknowledgement. One more, or a write that does not take, and the gateway stops
+    feeding this module's watchdog so that the module drops every output by itself."""
 
 
 class Point(_Model):

@@ -22,7 +22,7 @@ import structlog
 from drivers.modbus import BusRegistry, ModbusSource
 from drivers.mqtt_in import MqttInput, TlsOptions
 from gateway import __version__, replay, statefile
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock, SystemClock, iso
 from gateway.config import ConfigError, GatewayConfig
 from gateway.executor import Executor
 from gateway.inbox import Inbox
@@ -94,7 +94,7 @@ class Daemon:
         specs = modbus_specs(cfg)
         mono = self.clock.monotonic
         self.sources = [ModbusSource(spec, self.inbox.put, mono, self.buses) for spec in specs.values() if spec.points]
-        self.outputs = OutputBank(cfg, specs, self.buses, self.inbox.put, mono)
+        self.outputs = OutputBank(cfg, specs, self.buses, self.inbox.put, mono, on_alert=self.output_alert)
         self.waveforms = waveform_mappings(cfg)
         self.vibration = VibrationPipeline(
             self.inbox.put,
@@ -237,6 +237,14 @@ class Daemon:
         """Analysis extras (acceleration RMS, crest factor, peaks) to the TSDB; the RMS goes as the reading."""
         if self.tsdb is not None:
             self.tsdb.add_point(analysis_point(signal, self.ecfg.signals[signal].zone, result, self.tsdb.stamp(at)))
+
+    def output_alert(self, kind: str, fields: dict[str, object]) -> None:
+        """An output-bank alert (a safe value re-written, a module starved) on every channel: the
+        bank has logged it; here the audit chain, MQTT and the page."""
+        body = {"event": kind, "utc": iso(self.clock.utc()), **fields}
+        self.records.audit_line(kind, body)
+        self.mqtt.event("output_fault", body, self.clock.monotonic())
+        self.hub.changed()
 
     def sparkplug_update(self, zone: str, metric: str, value: object) -> None:
         if self.sparkplug is not None:

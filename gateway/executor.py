@@ -97,6 +97,13 @@ class Executor:
                     self._permit_event(a.permit_id, a.kind, dict(a.data))
                     self.d.mqtt.state("permit", (a.permit_id,), self._permit_body(a.permit_id, a.kind, a.data), now)
                     log.info("permit_notice", permit=a.permit_id, kind=a.kind)
+                case Note(event="output_fault"):
+                    log.critical("output_fault", **dict(a.fields))
+                    self.d.output_alert("output_fault", dict(a.fields))
+                case Note(event="output_fault_acknowledged"):
+                    log.warning("output_fault_acknowledged", **dict(a.fields))
+                    self.d.output_alert("output_fault_acknowledged", dict(a.fields))
+                    self.d.outputs.rearm()  # modules re-armed (heartbeat, clear) before any new write
                 case Note():
                     log.info(a.event, **dict(a.fields))
                     if a.event == "baseline_learned":

@@ -9,12 +9,19 @@
   engine stops the heartbeats and the module drops its outputs by itself.
 - Coils are re-read every `verify_s`, so a module that dropped its outputs on its own
   (watchdog, power cycle) or a welded contact is seen.
+- A coil found away from its safe value while the gateway wants it safe (someone else wrote
+  it, a relay that will not drop) is written safe again, at most `reassert_max` times until
+  the output fault is acknowledged. A module that will not obey is *starved*: no more
+  heartbeats, so its own watchdog drops every output. Acknowledging the output fault re-arms
+  the modules (heartbeat, clear register) before any new write.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 import structlog
@@ -44,8 +51,12 @@ class OutputBank:
         emit: Callable[[Event], None],
         clock: Callable[[], float],
         verify_s: float = 1.0,
+        on_alert: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
+        """`on_alert(kind, fields)` hears what must be said on every channel (log, audit, MQTT,
+        page): "output_reasserted" and "output_module_starved"."""
         self._emit = emit
+        self._alert = on_alert or (lambda kind, fields: None)
         self._clock = clock
         self.verify_s = verify_s
         self.outputs = {o.id: _Out(o.id, o.device, o.coil, o.safe) for o in cfg.outputs}
@@ -55,7 +66,8 @@ class OutputBank:
         for did in {o.device for o in cfg.outputs}:
             dev = cfg.device(did)
             wd = dev.watchdog
-            assert wd is not None  # the loader refuses output modules without a watchdog
+            if wd is None:  # the loader refuses this already; never run outputs without a watchdog
+                raise ValueError(f"devices.{did}: an output module needs a watchdog table")
             self._watchdogs[did] = wd
             fb = {o.coil: o.feedback_input for o in cfg.outputs if o.device == did and o.feedback_input is not None}
             self.modules[did] = RelayModuleClient(
@@ -70,6 +82,11 @@ class OutputBank:
         self._last_beat: dict[str, float] = {}
         self._wake = asyncio.Event()
         self.writes = 0
+        self.reasserts: Counter[str] = Counter()
+        """Safe-value re-writes per output since the last re-arm (output-fault acknowledgement)."""
+        self.starved: dict[str, str] = {}
+        """Module -> why its watchdog is no longer fed (it drops every output by itself)."""
+        self._rearm_due = False
         self.on_write: Callable[[float], None] | None = None
         """Called with each write's duration (write + read-back), for /metrics."""
 
@@ -103,6 +120,8 @@ class OutputBank:
         """Called from the engine loop on every tick: heartbeats follow the engine's liveness."""
         now = self._clock()
         for did, every in self._beat_every.items():
+            if did in self.starved:
+                continue  # a module that will not obey gets no heartbeat: its watchdog drops it
             if now - self._last_beat.get(did, -1e9) >= every:
                 self._beat_due.add(did)
                 self._last_beat[did] = now
@@ -118,11 +137,14 @@ class OutputBank:
             except TimeoutError:
                 pass
             self._wake.clear()
+            if self._rearm_due:
+                await self._rearm()
             if self._pending:
                 await self._write_pending()
             for did in list(self._beat_due):
                 self._beat_due.discard(did)
-                await self.modules[did].heartbeat()
+                if did not in self.starved:
+                    await self.modules[did].heartbeat()
             if self._clock() >= next_verify:
                 await self._verify()
                 next_verify = self._clock() + self.verify_s
@@ -142,15 +164,68 @@ class OutputBank:
             self._emit(fb)
             if fb.observed != value:
                 log.error("output_readback_mismatch", output=oid, commanded=value, observed=fb.observed)
+                if value == o.safe and fb.observed is not None:
+                    await self._reassert(o, fb.observed)
 
     async def _verify(self) -> None:
         for oid, o in self.outputs.items():
             fb = await self.modules[o.module].check_output(oid, o.coil, self.commanded[oid])
             changed = fb.observed != self.observed[oid]
             self.observed[oid] = fb.observed
-            if fb.observed != self.commanded[oid] and changed:
-                log.error("output_verify_mismatch", output=oid, commanded=self.commanded[oid], observed=fb.observed)
-                self._emit(OutputFeedback(oid, self.commanded[oid], fb.observed, "periodic read-back"))
+            if fb.observed != self.commanded[oid]:
+                if changed:
+                    log.error("output_verify_mismatch", output=oid, commanded=self.commanded[oid],
+                              observed=fb.observed)  # fmt: skip
+                    self._emit(OutputFeedback(oid, self.commanded[oid], fb.observed, "periodic read-back"))
+                if self.commanded[oid] == o.safe and fb.observed is not None:
+                    # Someone else energized it, or it will not drop: the gateway's "safe" must hold.
+                    await self._reassert(o, fb.observed)
+
+    async def _reassert(self, o: _Out, observed: bool) -> None:
+        """Write the safe value again (bounded); starve the module's watchdog if it will not obey."""
+        if o.module in self.starved:
+            return
+        limit = self._watchdogs[o.module].reassert_max
+        self.reasserts[o.id] += 1
+        n = self.reasserts[o.id]
+        if n > limit:
+            self._starve(o.module, f"{o.id}: found {observed} again after {limit} re-writes of {o.safe}")
+            return
+        fb = await self.modules[o.module].set_output(o.id, o.coil, o.safe)
+        self.writes += 1
+        self.observed[o.id] = fb.observed
+        obeyed = fb.observed == o.safe
+        log.critical("output_reasserted_safe", output=o.id, module=o.module, found=observed, attempt=n, limit=limit,
+                     obeyed=obeyed)  # fmt: skip
+        self._alert("output_reasserted", {"output": o.id, "module": o.module, "found": observed, "safe": o.safe,
+                                          "attempt": n, "limit": limit, "obeyed": obeyed})  # fmt: skip
+        if not obeyed:
+            self._starve(o.module, f"{o.id}: wrote {o.safe}, read back {fb.observed}")
+
+    def _starve(self, module: str, why: str) -> None:
+        """Stop feeding the module's watchdog: within its timeout it drops every output by itself."""
+        self.starved[module] = why
+        self._beat_due.discard(module)
+        timeout_ms = self._watchdogs[module].timeout_ms
+        log.critical("output_module_starved", module=module, reason=why, watchdog_timeout_ms=timeout_ms,
+                     fix="find who writes the module's coils or replace the relay; then acknowledge the output fault")
+        self._alert("output_module_starved", {"module": module, "reason": why, "watchdog_timeout_ms": timeout_ms})
+
+    def rearm(self) -> None:
+        """The output fault was acknowledged: re-arm every module (heartbeat, clear) before any new write."""
+        self._rearm_due = True
+        self._wake.set()
+
+    async def _rearm(self) -> None:
+        self._rearm_due = False
+        was = dict(self.starved)
+        self.starved.clear()
+        self.reasserts.clear()
+        for did, m in self.modules.items():
+            beat = await m.heartbeat()
+            cleared = await m.clear_watchdog() if self._watchdogs[did].clear_register is not None else True
+            self._last_beat[did] = self._clock()
+            log.info("output_module_rearmed", module=did, was_starved=was.get(did), heartbeat=beat, cleared=cleared)
 
     async def shutdown(self) -> None:
         """Best effort, bounded: every coil safe."""

@@ -158,6 +158,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
             "telemetry_dropped": d.inbox.dropped,
         },
         "output_fault": s.output_fault or None,
+        "modules_starved": dict(d.outputs.starved),
         "zones": zones,
         "signals": signals,
         "alarms": alarms,

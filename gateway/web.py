@@ -200,8 +200,10 @@ class StatusServer:
             raise web.HTTPNotFound(text="unknown trend point") from None
 
     async def healthz(self, request: web.Request) -> web.Response:
-        ok = self.d.ready and not self.d.state.output_fault
-        body = {"ok": ok, "ready": self.d.ready, "output_fault": self.d.state.output_fault or None}
+        starved = dict(self.d.outputs.starved)
+        ok = self.d.ready and not self.d.state.output_fault and not starved
+        body = {"ok": ok, "ready": self.d.ready, "output_fault": self.d.state.output_fault or None,
+                "modules_starved": starved}  # fmt: skip
         return web.json_response(body, status=200 if ok else 503)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
