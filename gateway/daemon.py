@@ -40,7 +40,7 @@ from gateway.trends import TrendStore, trend_points
 from gateway.tsdb import reading_point
 from gateway.vibration import BaselineStore, VibrationPipeline, analysis_point, vibration_points
 from gateway.web import StatusHub, StatusServer
-from rules import engine, persist
+from rules import engine, gas, persist
 from rules.actions import Action
 from rules.events import Event, Quality, Reading, SensorDates, Tick
 from rules.interlock import ChecklistChanged, Ignition
@@ -476,8 +476,9 @@ class Daemon:
     def _reading_out(self, ev: Reading) -> None:
         """What a reading feeds besides the rules: metrics, trends, telemetry, TSDB, Sparkplug."""
         self.readings_applied += 1
-        self.metrics.readings[(ev.signal, ev.quality.value)] += 1
         sig = self.ecfg.signals[ev.signal]
+        ev = gas.screen(ev, sig)  # the rules' verdict (an implausible value is BAD), never the raw quality
+        self.metrics.readings[(ev.signal, ev.quality.value)] += 1
         good = ev.quality is Quality.GOOD
         self.trends.on_reading(ev)
         if good:

@@ -448,6 +448,7 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
             stale_after_s=cfg.stale_after(s),
             hot_work_max=r.hot_work_max,
             over_range=r.over_range,
+            under_range=r.under_range,
         )
     outputs = {o.id: OutputCfg(o.id, OutputKind(o.kind), o.zone, o.safe, o.active_energized) for o in cfg.outputs}
     p = cfg.presence

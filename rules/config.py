@@ -113,6 +113,8 @@ class SignalCfg:
     """The hot-work permissive limit (e.g. LEL < 10 %LEL, < 1 %LEL in a confined space)."""
     over_range: float | None = None
     """A reading above this is a detector fault (saturated), not a value."""
+    under_range: float | None = None
+    """A reading below this is a detector fault (negative drift hides real gas), not a value."""
 
 
 @dataclass(frozen=True, slots=True)

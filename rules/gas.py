@@ -135,10 +135,22 @@ def _set_fault(st: SignalState, reason: str, now: float) -> SignalState:
     return replace(st, fault=FaultState(active=True, latched=True, reason=reason, since=since))
 
 
+def screen(ev: Reading, cfg: SignalCfg) -> Reading:
+    """The reading as the rules take it: a GOOD value outside the signal's plausible range (above
+    `over_range`, below `under_range`) is BAD with the reason and the raw value. Everything that
+    reports a reading (page, MQTT, TSDB, Sparkplug) shows this verdict, never the raw quality."""
+    if ev.quality is not Quality.GOOD:
+        return ev
+    if cfg.over_range is not None and ev.value > cfg.over_range:
+        return Reading(ev.signal, math.nan, ev.at, Quality.BAD, f"{BadReason.OVER_RANGE}:{ev.value:g}")
+    if cfg.under_range is not None and ev.value < cfg.under_range:
+        return Reading(ev.signal, math.nan, ev.at, Quality.BAD, f"{BadReason.UNDER_RANGE}:{ev.value:g}")
+    return ev
+
+
 def on_reading(st: SignalState, ev: Reading, cfg: SignalCfg) -> SignalState:
     """Apply one reading of this signal."""
-    if ev.quality is Quality.GOOD and cfg.over_range is not None and ev.value > cfg.over_range:
-        ev = Reading(ev.signal, math.nan, ev.at, Quality.BAD, f"{BadReason.OVER_RANGE}:{ev.value:g}")
+    ev = screen(ev, cfg)
     if ev.quality is Quality.GOOD and st.at is not None and ev.at < st.at:
         # A delayed sample (MQTT readings carry the device's own time) older than what we hold:
         # applying it would let stale data clear a newer alarm (non-latching levels) and rewind

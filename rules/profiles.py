@@ -49,6 +49,18 @@ class QuantityProfile:
     """A reading above this is a detector fault (saturated), not a value."""
     hot_work_max: float | None = None
     hot_work_max_confined: float | None = None
+    under_range: float | None = None
+    """A reading below this is a detector fault (negative drift, a poisoned or mis-zeroed cell), not
+    a value: heavy negative drift is how a sensor hides real gas. See UNDER_RANGE_NOTE."""
+
+
+UNDER_RANGE_NOTE = (
+    "NAMUR NE43 puts the lower end of a 4-20 mA measuring signal at 3.8 mA, -1.25 % of span; a "
+    "transmitter below it signals its own fault. A Modbus or MQTT reading gets the same floor, "
+    "rounded away from zero to a readable figure, over the common full-scale ranges: O2 0-25 %vol, "
+    "LEL 0-100 %LEL, H2S 0-100 ppm, CO 0-500 ppm. Override per signal: thresholds.under_range."
+)
+"""Where the default lower plausibility limits come from (docs/domain.md cites this)."""
 
 
 L, H = Direction.LOW, Direction.HIGH
@@ -62,6 +74,7 @@ OSHA: Mapping[str, QuantityProfile] = {
             Limit("low_low", L, 18.0, 0.2, True, E),
             Limit("high", H, 23.5, 0.2, True, A),
         ),
+        under_range=-0.5,
     ),
     "lel": QuantityProfile(
         "%LEL",
@@ -72,6 +85,7 @@ OSHA: Mapping[str, QuantityProfile] = {
         over_range=100.0,
         hot_work_max=10.0,
         hot_work_max_confined=1.0,
+        under_range=-2.0,
     ),
     "h2s": QuantityProfile(
         "ppm",
@@ -81,6 +95,7 @@ OSHA: Mapping[str, QuantityProfile] = {
             Limit("stel", H, 5.0, 0.5, True, A, Basis.STEL),
             Limit("twa", H, 1.0, 0.1, True, A, Basis.TWA),
         ),
+        under_range=-2.0,
     ),
     "co": QuantityProfile(
         "ppm",
@@ -89,6 +104,7 @@ OSHA: Mapping[str, QuantityProfile] = {
             Limit("alarm2", H, 50.0, 5.0, True, A),
             Limit("evacuate", H, 200.0, 10.0, True, E),
         ),
+        under_range=-10.0,
     ),
 }
 
@@ -100,6 +116,7 @@ GB: Mapping[str, QuantityProfile] = {
             Limit("low_low", L, 18.0, 0.2, True, E),
             Limit("high", H, 23.5, 0.2, True, A),
         ),
+        under_range=-0.5,
     ),
     "lel": QuantityProfile(
         "%LEL",
@@ -110,6 +127,7 @@ GB: Mapping[str, QuantityProfile] = {
         over_range=100.0,
         hot_work_max=10.0,
         hot_work_max_confined=1.0,
+        under_range=-2.0,
     ),
     "h2s": QuantityProfile(
         "mg/m3",
@@ -117,6 +135,7 @@ GB: Mapping[str, QuantityProfile] = {
             Limit("alarm1", H, 10.0, 1.0, False, A),
             Limit("alarm2", H, 20.0, 1.0, True, E),
         ),
+        under_range=round(-ppm_to_mg_m3("h2s", 2.0), 2),  # the OSHA floor of 2 ppm, in mg/m3
     ),
     "co": QuantityProfile(
         "mg/m3",
@@ -124,6 +143,7 @@ GB: Mapping[str, QuantityProfile] = {
             Limit("alarm1", H, 20.0, 5.0, False, A),
             Limit("alarm2", H, 40.0, 5.0, True, E),
         ),
+        under_range=round(-ppm_to_mg_m3("co", 10.0), 2),  # the OSHA floor of 10 ppm, in mg/m3
     ),
 }
 
@@ -149,6 +169,7 @@ class Resolved:
     limits: tuple[Limit, ...]
     over_range: float | None
     hot_work_max: float | None
+    under_range: float | None = None
 
 
 def resolve(
@@ -182,7 +203,7 @@ def resolve(
 
     limits = tuple(replace(lim, value=conv(lim.value), deadband=conv(lim.deadband)) for lim in qp.limits)
     names = {lim.name for lim in limits}
-    unknown = set(overrides) - names - {"hot_work_max"}
+    unknown = set(overrides) - names - {"hot_work_max", "under_range"}
     if unknown:
         raise ProfileError(f"unknown threshold name(s) {sorted(unknown)}; this signal has {sorted(names)}")
     limits = tuple(replace(lim, value=overrides[lim.name]) if lim.name in overrides else lim for lim in limits)
@@ -190,7 +211,15 @@ def resolve(
     hot = qp.hot_work_max_confined if confined else qp.hot_work_max
     hot_work_max = overrides.get("hot_work_max", conv(hot) if hot is not None else None)
     over = conv(qp.over_range) if qp.over_range is not None else None
-    return Resolved(limits, over, hot_work_max)
+    under = overrides.get("under_range", conv(qp.under_range) if qp.under_range is not None else None)
+    if under is not None:
+        lowest = min(limits, key=lambda lim: lim.value, default=None)
+        if lowest is not None and under >= lowest.value:
+            raise ProfileError(
+                f"under_range={under:g} must be below every alarm level, and {lowest.name}={lowest.value:g} is not "
+                "above it: a reading there would be a fault instead of an alarm"
+            )
+    return Resolved(limits, over, hot_work_max, under)
 
 
 def _check_order(limits: tuple[Limit, ...]) -> None:

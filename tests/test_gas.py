@@ -473,3 +473,35 @@ def test_a_retrip_does_not_carry_the_previous_acknowledger() -> None:
     assert st.acked_by == "ann" and st.summary(scfg)["severity"] == "normal"
     st = on_reading(st, R("o2", 19.0, 3.0), scfg)
     assert st.acked_by == "" and st.summary(scfg)["acked_by"] is None
+
+
+# ---- implausible values are BAD (issue 15.4) --------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "quality", "reason"),
+    [
+        (-20.0, Quality.BAD, "under_range:-20"),
+        (-2.01, Quality.BAD, "under_range:-2.01"),
+        (-2.0, Quality.GOOD, ""),  # at the floor: still a value (zero drift within NE43's band)
+        (0.0, Quality.GOOD, ""),
+        (100.0, Quality.GOOD, ""),
+        (100.5, Quality.BAD, "over_range:100.5"),
+    ],
+)
+def test_screen_turns_implausible_lel_into_bad(value: float, quality: Quality, reason: str) -> None:
+    cfg = SignalCfg("lel", "lel", "%LEL", "z", "d", over_range=100.0, under_range=-2.0)
+    out = gas.screen(Reading("lel", value, 1.0), cfg)
+    assert (out.quality, out.reason) == (quality, reason)
+    assert math.isnan(out.value) if quality is Quality.BAD else out.value == value
+
+
+def test_negative_drift_latches_a_fault_like_any_other() -> None:
+    cfg = SignalCfg("lel", "lel", "%LEL", "z", "d", under_range=-2.0, stale_after_s=5.0)
+    st = gas.on_reading(gas.initial(cfg), Reading("lel", 0.0, 1.0), cfg)
+    assert st.good(1.0, cfg)
+    st = gas.on_reading(st, Reading("lel", -20.0, 2.0), cfg)
+    assert st.quality is Quality.BAD and st.fault.latched and st.fault.reason == "under_range:-20"
+    st = gas.on_reading(st, Reading("lel", 0.0, 3.0), cfg)
+    # Back in range, but the fault stays latched (an alarm that denies permissives) until acknowledged.
+    assert st.fault.latched and st.severity(cfg) >= Severity.ALARM
+    st = gas.on_ack(st, "op-1", "2026-12-05T00:00:00Z")
+    assert not st.fault.latched and st.severity(cfg) is Severity.NORMAL

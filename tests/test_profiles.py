@@ -265,3 +265,33 @@ def test_lel_override_accepted_iff_in_order(a1: float, a2: float) -> None:
     else:
         assert a1 < a2
         assert (_limit(r, "alarm1").value, _limit(r, "alarm2").value) == (a1, a2)
+
+
+# ---- lower plausibility limit (issue 15.4) -----------------------------------------------
+# profile, quantity, unit, the floor in that unit: NE43's -1.25 % of the common span, rounded
+# away from zero (rules.profiles.UNDER_RANGE_NOTE); GB's toxic floors are the same ppm in mg/m3.
+FLOORS = [
+    ("osha", "o2", "%vol", -0.5),
+    ("osha", "lel", "%LEL", -2.0),
+    ("osha", "h2s", "ppm", -2.0),
+    ("osha", "co", "ppm", -10.0),
+    ("gb", "o2", "%vol", -0.5),
+    ("gb", "lel", "%LEL", -2.0),
+    ("gb", "h2s", "mg/m3", -2.79),
+    ("gb", "co", "mg/m3", -11.46),
+    ("osha", "h2s", "mg/m3", round(-ppm_to_mg_m3("h2s", 2.0), 6)),  # converted into the signal's unit
+]
+
+
+@pytest.mark.parametrize(("profile", "quantity", "unit", "floor"), FLOORS)
+def test_every_gas_has_a_documented_lower_plausibility_limit(
+    profile: str, quantity: str, unit: str, floor: float
+) -> None:
+    assert resolve(profile, quantity, unit).under_range == pytest.approx(floor, abs=0.01)
+
+
+def test_under_range_override_and_its_check() -> None:
+    assert resolve("osha", "lel", "%LEL", overrides={"under_range": -5.0}).under_range == -5.0
+    with pytest.raises(ProfileError, match=r"under_range=19.6 must be below every alarm level.*low_low=18"):
+        resolve("osha", "o2", "%vol", overrides={"under_range": 19.6})
+    assert resolve("osha", "temperature", "degC").under_range is None  # no gas, no floor
