@@ -136,7 +136,7 @@ def write_permits(folder: Path, n: int, people: int) -> Path:
     for i in range(n):
         op, watch = f"p{(2 * i) % max(people, 1):04d}", f"p{(2 * i + 1) % max(people, 1):04d}"
         body = {
-            "permit_id": f"HW-{i:02d}", "type": "hot_work", "grade": "second", "site_id": SITE,
+            "permit_id": f"HW-{i:02d}", "revision": 1, "type": "hot_work", "grade": "second", "site_id": SITE,
             "zone_id": f"hw-{i:02d}", "state": "active", "valid_from": int(now - 600),
             "valid_to": int(now + 8 * 3600),
             "people": [{"id": op, "role": "operator"}, {"id": watch, "role": "fire_watch"},

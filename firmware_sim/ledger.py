@@ -149,7 +149,9 @@ _PERMIT_LISTS: dict[str, Callable[[Any, str], list[str]]] = {
     "competencies": lambda v, w: _fields(_COMPETENCY, v, w),
 }
 _PERMIT = {
-    "permit_id": (_str, True), "type": (_enum(PERMIT_TYPES), True), "grade": (_any_str, False),
+    "permit_id": (_str, True),
+    "revision": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**53, True),
+    "type": (_enum(PERMIT_TYPES), True), "grade": (_any_str, False),
     "site_id": (_str, True), "zone_id": (_str, True), "state": (_enum(PERMIT_STATES), True),
     "valid_from": (_time, True), "valid_to": (_time, True),
     "max_entrants": (_opt(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0), False),
@@ -318,9 +320,14 @@ class ReferenceLedger:
     def add_permit(self, permit: Mapping[str, Any]) -> dict[str, Any]:
         """Add or replace a permit (the gateway's wire format, see `validate_permit`); return it signed.
 
-        Raises ValueError naming every problem when the body breaks the Permit schema.
+        Like a real ledger, it raises the revision on every change: a body without "revision"
+        gets the stored one + 1 (1 for a new permit); one with "revision" keeps it (tests of
+        rolled-back or conflicting revisions). Raises ValueError naming every problem when the
+        body breaks the Permit schema.
         """
         body = {k: v for k, v in permit.items() if k != "signature"}
+        if "revision" not in body and isinstance(body.get("permit_id"), str):
+            body["revision"] = self._revision(body["permit_id"]) + 1
         problems = validate_permit(body)
         if problems:
             raise ValueError("add_permit: " + "; ".join(problems))
@@ -331,6 +338,12 @@ class ReferenceLedger:
                 (body["permit_id"], body["site_id"], body["zone_id"], json.dumps(signed, ensure_ascii=False)),
             )
         return signed
+
+    def _revision(self, permit_id: str) -> int:
+        with self._lock:
+            row = self._con.execute("SELECT signed FROM permits WHERE permit_id=?", (permit_id,)).fetchone()
+        rev = json.loads(row[0]).get("revision") if row else 0
+        return rev if isinstance(rev, int) else 0
 
     def store_signed_permit(self, doc: Mapping[str, Any]) -> None:
         """Serve `doc` exactly as given, signature and all (e.g. a forgery, for the gateway's tests).

@@ -6,6 +6,7 @@ nothing outside can open an interlock except through the pure rules.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,13 +18,15 @@ import structlog
 from drivers.ble.source import BleSource
 from drivers.face import FaceGate, FaceMqttSource, FaceVerifier, SeqStore, TerminalCfg, VerifierCfg, load_terminal_key
 from drivers.ledger.keys import load_ledger_public_key
-from drivers.ledger.permit_codec import verify_permit
+from drivers.ledger.permit_codec import canonical_json, permit_to_body, verify_permit
+from gateway import statefile
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.loader import resolve_path
 from rules.config import EngineCfg
 from rules.events import Event, PermitUpdate, Rejected
-from rules.permit import Permit
+from rules.permit import Permit, PermitState
+from rules.revision import Refused, RevisionMark, admit
 
 log = structlog.get_logger("inputs")
 
@@ -77,11 +80,55 @@ def face_mqtt(cfg: GatewayConfig, gate: FaceGate | None, base: Path = Path("."))
     )
 
 
-class PermitLoader:
-    """Verifies signed permits (Ed25519 by the ledger) and hands the good ones to the engine."""
+class RevisionStore:
+    """The highest accepted revision per permit id (rules/revision.py), in the state directory.
 
-    def __init__(self, cfg: GatewayConfig, ecfg: EngineCfg, base: Path, emit: Callable[[Event], None], clock: Clock):
+    Written atomically on every change (permits change a few times a shift). Unreadable or
+    missing: logged, and rebuilt from the permits the offline cache submits again at start."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.marks: dict[str, RevisionMark] = {}
+        raw = statefile.read(path) or {}
+        for pid, m in raw.items():
+            try:
+                self.marks[pid] = RevisionMark(int(m["revision"]), str(m["digest"]), PermitState(m["state"]),
+                                               None if m.get("suspended_utc") is None else float(m["suspended_utc"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("permit_revision_unreadable", path=str(path), permit=pid, error=repr(exc))
+
+    def put(self, pid: str, mark: RevisionMark) -> None:
+        self.marks[pid] = mark
+        try:
+            statefile.write(self.path, {k: {"revision": m.revision, "digest": m.digest, "state": m.state.value,
+                                            "suspended_utc": m.suspended_utc} for k, m in self.marks.items()})
+        except OSError as exc:  # kept in memory: still refused until restart, and the cache rebuilds it
+            log.error("permit_revision_write_failed", path=str(self.path), error=str(exc), fix="check the disk")
+
+
+def permit_digest(permit: Permit) -> str:
+    """Identity of a permit's content: SHA-256 of its canonical wire body (revision included)."""
+    return hashlib.sha256(canonical_json(permit_to_body(permit))).hexdigest()
+
+
+class PermitLoader:
+    """Verifies signed permits (Ed25519 by the ledger), refuses rolled-back revisions, and hands
+    the good ones to the engine. Every path a permit arrives by (ledger sync, offline cache,
+    local API, permits folder) goes through `submit`."""
+
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        ecfg: EngineCfg,
+        base: Path,
+        emit: Callable[[Event], None],
+        clock: Clock,
+        revisions: RevisionStore | None = None,
+    ):
         self.cfg = cfg
+        self.revisions = revisions or RevisionStore(resolve_path(base, cfg.state.dir) / "permit-revisions.json")
+        self.last_refusal: tuple[str, str] = ("", "")
+        """(reason, detail) of the last refused document, for the local API's answer."""
         self.zones = {z.id: z.kind for z in ecfg.zones.values()}
         self.base = base
         self.emit = emit
@@ -101,15 +148,24 @@ class PermitLoader:
         now_utc = self.clock.utc().timestamp()
         verdict = verify_permit(doc, self.key, self.cfg.site.id, self.zones, now_utc)
         if isinstance(verdict, Permit):
+            pid = verdict.permit_id
+            mark = self.revisions.marks.get(pid)
+            admitted = admit(mark, verdict, permit_digest(verdict), now_utc)
+            if isinstance(admitted, Refused):
+                return self._reject(source, admitted.reason.value, admitted.detail)
+            if admitted != mark:
+                self.revisions.put(pid, admitted)
             self.accepted += 1
             offset = self.clock.utc().timestamp() - self.clock.monotonic()
             self.emit(PermitUpdate(verdict, offset))
-            log.info("permit_accepted", permit=verdict.permit_id, zone=verdict.zone_id, state=verdict.state.value)
+            log.info("permit_accepted", permit=pid, revision=verdict.revision, zone=verdict.zone_id,
+                     state=verdict.state.value, source=source)  # fmt: skip
             return verdict
         return self._reject(source, verdict.reason.value, verdict.detail)
 
     def _reject(self, source: str, reason: str, detail: str) -> str:
         self.rejected += 1
+        self.last_refusal = (reason, detail)
         log.warning("permit_rejected", source=source, reason=reason, detail=detail)
         self.emit(Rejected(f"permit:{source}", f"permit_{reason}", detail))
         return reason

@@ -40,12 +40,16 @@ import structlog
 from gateway.clock import Clock, SystemClock, iso
 from gateway.ledger import LedgerError
 from rules.permit import Permit
+from rules.revision import RevisionRefusal
 
 __all__ = ["PermitCache", "PermitClient", "PermitSink", "PermitSync", "SyncStatus"]
 
 log = structlog.get_logger("permit_sync")
 
 _T = TypeVar("_T")
+
+REVISION_REFUSALS = frozenset(r.value for r in RevisionRefusal)
+"""Refusals that keep the cached permit: it is a newer (or the final) revision than the one served."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS permits (
@@ -320,7 +324,9 @@ class PermitSync:
                 await self._do(PermitCache.put, verdict, sig, text, iso(self.clock.utc()))
             else:
                 self.rejected += 1
-                if isinstance(pid, str):
+                if isinstance(pid, str) and verdict in REVISION_REFUSALS:
+                    listed.add(pid)  # what the cache holds is the newest accepted revision: it stands
+                elif isinstance(pid, str):
                     # A refused new version must not leave an older accepted one in the cache.
                     await self._do(PermitCache.delete, [pid])
         gone = await self._do(PermitCache.keep_only, zone, listed)

@@ -179,6 +179,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
             "sparkplug": d.sparkplug.status() if d.sparkplug is not None else None,
         },
         "tasks": [
-            {"task": t, "restarts": n, "last_error": d.task_faults.get(t, "")} for t, n in sorted(d.task_restarts.items())
+            {"task": t, "restarts": n, "last_error": d.task_faults.get(t, "")}
+            for t, n in sorted(d.task_restarts.items())
         ],
     }

@@ -153,7 +153,11 @@ class StatusServer:
         """A signed permit handed in locally (e.g. from a tablet while the ledger is unreachable)."""
         verdict = self.d.permits.submit(dict(request[BODY]), f"api:{request[SESSION].user}")
         if isinstance(verdict, str):
-            return web.json_response({"error": f"permit rejected: {verdict}"}, status=422)
+            reason, detail = self.d.permits.last_refusal
+            # A rolled-back or conflicting revision is a conflict with what the gateway holds.
+            status = 409 if verdict.startswith(("revision_", "resume_")) else 422
+            return web.json_response({"error": f"permit rejected: {verdict}", "reason": verdict,
+                                      "detail": detail if reason == verdict else ""}, status=status)  # fmt: skip
         return web.json_response({"accepted": verdict.permit_id}, status=202)
 
     async def outbox_retry(self, request: web.Request) -> web.Response:

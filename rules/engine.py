@@ -218,6 +218,9 @@ def _machines(s: EngineState, ev: Event, now: float, cfg: EngineCfg, acts: list[
 def _permit(s: EngineState, ev: PermitUpdate, acts: list[Action]) -> EngineState:
     pid = ev.permit.permit_id
     old = s.plant.permits.get(pid)
+    if old is not None and ev.permit.revision < old.permit.revision:
+        # The shell's persisted marks refuse this first (rules/revision.py); this holds it in memory too.
+        raise EngineError(f"permit {pid}: revision {ev.permit.revision} is older than {old.permit.revision} held")
     # Keep the offset of the first arrival: a later version after a wall-clock jump must not shift its times.
     offset = old.utc_offset if old is not None else ev.utc_offset
     permits = dict(s.plant.permits)

@@ -169,6 +169,9 @@ class Permit:
     max_entrants: int | None = None
     """Confined space: most entrants allowed inside at once."""
     competencies: tuple[Competency, ...] = ()
+    revision: int = 0
+    """Raised by the ledger on every change and covered by its signature; the gateway never
+    acts on a lower revision than one it has accepted (rules/revision.py)."""
 
 
 # --- configuration -------------------------------------------------------------------

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 def permit(now: float) -> dict[str, object]:
     return {
         "permit_id": "HW-9",
+        "revision": 1,
         "type": "hot_work",
         "grade": "second",
         "site_id": "demo-plant",

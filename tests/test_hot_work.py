@@ -49,6 +49,7 @@ def bluez() -> Iterator[MockBluezBadges]:
 def permit_body(now_utc: float) -> dict[str, Any]:
     return {
         "permit_id": "HW-7",
+        "revision": 1,
         "type": "hot_work",
         "grade": "second",
         "site_id": "demo-plant",

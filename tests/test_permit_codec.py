@@ -43,6 +43,7 @@ def body(**kw: Any) -> dict[str, Any]:
     """A complete hot-work permit as the ledger sends it (mixing number and ISO times)."""
     b: dict[str, Any] = {
         "permit_id": "HW-7",
+        "revision": 3,
         "type": "hot_work",
         "grade": "first",
         "site_id": "site-a",

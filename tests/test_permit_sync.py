@@ -235,3 +235,32 @@ async def test_an_unusable_cache_is_a_shown_fault_and_permits_still_sync(
         assert gw.accepted() == [("CS-2", PermitState.ACTIVE)]
         st = gw.sync.status()
         assert "cannot open" in st.cache_error and st.cached == 0 and gw.sync.status_json()["cache_error"]
+
+
+async def test_an_older_revision_from_the_ledger_or_the_cache_is_refused(
+    tmp_path: Path, ledger: ReferenceLedger
+) -> None:
+    """Issue 15.3 on the sync and cache paths: the ledger (or someone between) serving the genuine
+    v1 after v2 suspended the permit is refused; the cache keeps v2; a restart with the marks
+    file lost still refuses v1 because the cache's v2 is submitted again first."""
+    v1 = ledger.add_permit(hw())
+    assert v1["revision"] == 1
+    async with Gateway(tmp_path, ledger.url, FakeClock()) as gw:
+        assert await gw.sync.poll_once() == ""
+        assert ledger.add_permit(hw(state="suspended"))["revision"] == 2
+        assert await gw.sync.poll_once() == ""
+        assert gw.accepted()[-1] == ("HW-1", PermitState.SUSPENDED)
+
+        ledger.store_signed_permit(v1)  # the old, correctly signed document is served again
+        assert await gw.sync.poll_once() == ""
+        assert gw.rejected() == [("permit:ledger:bay-1", "permit_revision_older")]
+        assert gw.accepted()[-1] == ("HW-1", PermitState.SUSPENDED)
+        with sqlite3.connect(gw.sync.cache_path) as con:
+            (doc,) = con.execute("SELECT doc FROM permits WHERE permit_id='HW-1'").fetchone()
+        assert json.loads(doc)["revision"] == 2  # the cache holds the highest accepted revision
+
+    (tmp_path / "state" / "permit-revisions.json").unlink()  # the marks file is lost
+    async with Gateway(tmp_path, ledger.url, FakeClock()) as gw:
+        assert await gw.sync.load_cache() == 1  # v2 from the cache rebuilds the mark
+        assert gw.loader.submit(v1, "api:test") == "revision_older"
+        assert [s for s, _ in gw.accepted()] == ["HW-1"] and gw.accepted()[-1][1] is PermitState.SUSPENDED

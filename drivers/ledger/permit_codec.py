@@ -369,6 +369,11 @@ def _linked(item: Any, w: str) -> str:
 
 def permit_from_body(body: Mapping[str, Any]) -> Permit:
     """Parse a (verified) permit body into the pure model. Raises `PermitFormatError` naming the field."""
+    revision = body.get("revision")
+    if isinstance(revision, bool) or not isinstance(revision, int) or not 1 <= revision <= 2**53:
+        raise PermitFormatError(
+            "revision", "required: an integer >= 1 that the ledger raises with every change of the permit"
+        )
     max_entrants = body.get("max_entrants")
     if max_entrants is not None and (
         isinstance(max_entrants, bool) or not isinstance(max_entrants, int) or max_entrants < 0
@@ -391,6 +396,7 @@ def permit_from_body(body: Mapping[str, Any]) -> Permit:
         history=_items(body, "history", _change),
         max_entrants=max_entrants,
         competencies=_items(body, "competencies", _competency),
+        revision=revision,
     )
 
 
@@ -398,6 +404,7 @@ def permit_to_body(permit: Permit) -> dict[str, Any]:
     """The unsigned wire body of `permit` (times as epoch numbers). Inverse of `permit_from_body`."""
     return {
         "permit_id": permit.permit_id,
+        "revision": permit.revision,
         "type": permit.type.value,
         "grade": permit.grade,
         "site_id": permit.site_id,

@@ -80,8 +80,9 @@ def permit_doc(
     state: str = "active",
     **over: Any,
 ) -> dict[str, Any]:
-    """An unsigned permit that `drivers.ledger.permit_codec.verify_permit` accepts once signed
-    (times are integer epoch seconds; the gas test is taken at valid_from)."""
+    """An unsigned permit that `drivers.ledger.permit_codec.verify_permit` accepts once the
+    reference ledger has given it a revision and signed it (times are integer epoch seconds;
+    the gas test is taken at valid_from)."""
     t0, t1 = int(valid_from), int(valid_to)
     people = (
         [{"id": "op-1", "role": "operator"}, {"id": "fw-1", "role": "fire_watch"}]
