@@ -256,7 +256,11 @@ class HotWork(_Model):
     """Interlock timings (DOMAIN.md "Permits" and "Face identity")."""
 
     face_window_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    """Release needs the operator's face verified at most this long before (DOMAIN.md)."""
     face_presence_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    face_hold_s: Annotated[float, Field(gt=0, le=86400)] | None = None
+    """How long the face that started a release holds during it; unset: the whole release (the
+    operator's continuous presence in the zone keeps it bound; any lapse needs a new face)."""
     gas_test_validity_s: Annotated[float, Field(gt=0, le=86400)] = 1800.0
     break_retest_s: Annotated[float, Field(gt=0, le=86400)] = 3600.0
     fire_watch_after_s: Annotated[float, Field(ge=0, le=86400)] = 1800.0

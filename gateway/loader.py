@@ -486,6 +486,7 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
         hot_work=HotWorkCfg(
             face_window_s=hw.face_window_s,
             face_presence_s=hw.face_presence_s,
+            face_hold_s=hw.face_hold_s,
             presence_fresh_s=p.absent_after_s,
             gas_test_validity_s=hw.gas_test_validity_s,
             break_retest_s=hw.break_retest_s,

@@ -44,6 +44,8 @@ PERMIT_ACTIVE = "permit_active"
 OPERATOR_PRESENT = "operator_present"
 FIRE_WATCH_PRESENT = "fire_watch_present"
 FACE_VERIFIED = "face_verified"
+FACE_HELD = "verified at release; holds while the operator stays in the zone"
+"""The reason a passing face_verified shows during a release (page, MQTT, audit)."""
 GAS_OK = "gas_ok"
 GAS_TEST_VALID = "gas_test_valid"
 SENSORS_IN_DATE = "sensors_in_date"
@@ -79,6 +81,12 @@ class HotWorkCfg:
 
     face_window_s: float = 60.0
     """Release needs the operator's face verified at most this long ago."""
+    face_hold_s: float | None = None
+    """How long the face verification that started a release holds while the release lasts.
+    None (the default): the whole release. Welders on a long job work in a helmet and cannot
+    re-scan every minute; what keeps the identity bound instead is presence: the release also
+    needs the operator's badge in the zone on every step, and any lapse ends it, after which a
+    fresh face is needed. A plant that wants periodic re-verification sets this (e.g. 3600)."""
     face_presence_s: float = 60.0
     """...and the operator's badge seen in the zone at most this long before/after that face event."""
     presence_fresh_s: float = 10.0
@@ -120,6 +128,10 @@ class HotWorkCfg:
                 raise ValueError(f"interlock.{name} must be a positive number of seconds, got {v!r}")
         if any(w <= 0 for w in self.warn_before_s) or len(set(self.warn_before_s)) != len(self.warn_before_s):
             raise ValueError(f"interlock.warn_before_s must be distinct positive seconds, got {self.warn_before_s}")
+        if self.face_hold_s is not None and not (math.isfinite(self.face_hold_s) and self.face_hold_s > 0):
+            raise ValueError(
+                f"interlock.face_hold_s must be a positive number of seconds or unset, got {self.face_hold_s!r}"
+            )
         if not self.o2_min < self.o2_max:
             raise ValueError(f"interlock.o2_min {self.o2_min} must be below o2_max {self.o2_max}")
 
@@ -179,7 +191,8 @@ class Check:
     """One of CHECK_NAMES."""
     ok: bool
     reason: str = ""
-    """Why it fails, for people (empty when ok). Stable text: no live values that change every step."""
+    """Why it fails, for people; on a passing check, what it rests on when that is not obvious
+    (a face held since release), else empty. Stable text: no live values that change every step."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +342,10 @@ def _face_verified(inp: Inputs, now: float, cfg: HotWorkCfg, st: HotWorkState) -
     if st.released and st.face_at_release is not None and f.at >= st.face_at_release:
         # Identity established at release stays while the release lasts: any lapse of the
         # operator's presence fails operator_present and ends the release in that same step.
-        return _ok(name)
+        if cfg.face_hold_s is None or now - st.face_at_release <= cfg.face_hold_s:
+            return Check(name, True, FACE_HELD)
+        return Check(name, False, f"operator {op.id}'s face verification held for the {cfg.face_hold_s:g} s "
+                     f"allowed during a release: verify again at {where}")  # fmt: skip
     if now - f.at > cfg.face_window_s:
         return Check(
             name,

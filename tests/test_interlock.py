@@ -35,6 +35,7 @@ from rules.interlock import (
     initial,
     step,
 )
+from rules.interlock_checks import FACE_HELD
 from rules.permit import (
     Competency,
     GasTest,
@@ -448,6 +449,26 @@ def test_face_holds_for_the_release_but_not_elsewhere() -> None:
     assert isinstance(acts[0], Ignition)
     assert acts[0].reasons == (
         "face_verified: operator op1 was last verified at terminal t-z2 of zone z2: verify at a terminal of zone z1",
+    )
+
+
+def test_the_held_face_says_so_on_the_checklist_and_face_hold_s_bounds_it() -> None:
+    """Issue 15.5: the checklist names what a passing face_verified rests on during a release,
+    and a plant's face_hold_s ends the hold (a drop that needs a fresh face), never silently."""
+    s = released_state()
+    s, _ = step(s, _live(NOW + 120), NOW + 120, CFG)
+    assert s.released and s.checklist is not None
+    held = next(c for c in s.checklist.items if c.name == "face_verified")
+    assert held == Check("face_verified", True, FACE_HELD)
+    hold = replace(CFG, face_hold_s=600.0)
+    s = released_state()
+    s, _ = step(s, _live(NOW + 500), NOW + 500, hold)
+    assert s.released  # within the hold: no re-scan asked of a welder in a helmet
+    s, acts = step(s, _live(NOW + 700), NOW + 700, hold)
+    assert not s.released and s.trip_latched
+    assert isinstance(acts[0], Ignition) and acts[0].reasons == (
+        "face_verified: operator op1's face verification held for the 600 s allowed during a release: "
+        "verify again at a terminal of zone z1",
     )
 
 

@@ -28,6 +28,7 @@ from firmware_sim.face_terminal import FaceTerminalSim
 from gateway.auth import hash_password
 from gateway.daemon import Daemon
 from gateway.loader import load
+from rules.interlock_checks import FACE_HELD
 from rules.permit import PermitState
 from tests.support.bluez import bluez_with_adapter
 from tests.support.plant import IGNITION, plant
@@ -124,6 +125,8 @@ async def _first_life(cfg_path: Path, tmp_path: Path, p: Any, term: FaceTerminal
             await wait_for(lambda: _all_but_face(port), 20, interval=0.2, what="all but the face hold")
             assert await face(term, port) == 202
             await wait_for(lambda: p.relay.coils[IGNITION], 5, what="released on v1")
+            # What the face covers during a release, as the page shows it (issue 15.5).
+            await wait_for(lambda: _face_reason(port, FACE_HELD), 5, what="checklist: face held since release")
 
             v2 = suspended(v1)
             assert (await op.post_permit(sign_permit(v2, key)))[0] == 202
@@ -174,6 +177,13 @@ async def _second_life(cfg_path: Path, tmp_path: Path, p: Any, term: FaceTermina
     finally:
         d.request_stop()
         assert await asyncio.wait_for(run, 20) == 0
+
+
+async def _face_reason(port: int, reason: str) -> bool:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/api/state") as r:
+        permit = next((x for x in (await r.json())["permits"] if x["id"] == "HW-7"), None)
+    items = {c["condition"]: c for c in permit["checklist"]} if permit else {}
+    return bool(items) and items["face_verified"] == {"condition": "face_verified", "ok": True, "reason": reason}
 
 
 def suspended(v1: dict[str, Any]) -> dict[str, Any]:
