@@ -166,8 +166,9 @@ class Output(_Model):
     id: Id
     device: Id
     coil: Annotated[int, Field(ge=0, le=65535)]
-    kind: Literal["gas_permissive", "ignition", "horn", "beacon", "machine_run"]
+    kind: Literal["gas_permissive", "ignition", "horn", "beacon", "machine_run", "trouble"]
     zone: Id
+    """The zone the output serves (a trouble output: where its lamp hangs; it reports the whole gateway)."""
     safe: bool = False
     """Coil value written at start, on shutdown and on any fault."""
     active_energized: bool = True

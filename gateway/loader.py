@@ -309,6 +309,16 @@ def _outputs(cfg: GatewayConfig) -> list[Problem]:
                     hint="set safe = false with active_energized = true (de-energize to trip)",
                 )
             )
+        if o.kind == "trouble" and (o.safe or not o.active_energized):
+            out.append(
+                Problem(
+                    path=f"{at}.safe",
+                    message="a trouble output must be energized only while the gateway is healthy, so that its "
+                    "de-energized contact announces a dead, hung or faulted gateway",
+                    hint="set safe = false with active_energized = true and wire the lamp or buzzer to the "
+                    "normally-closed contact (docs/deploy.md, 'The trouble output')",
+                )
+            )
     return dedupe(out)
 
 

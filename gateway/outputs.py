@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -97,6 +97,7 @@ class OutputBank:
             fb = await self.modules[o.module].set_output(o.id, o.coil, o.safe)
             self.commanded[o.id] = o.safe
             self.observed[o.id] = fb.observed
+            self._emit(fb)  # an unconfirmed safe state is an output fault from the first engine step
             ok = ok and fb.observed == o.safe
         for did, m in self.modules.items():
             beat = await m.heartbeat()

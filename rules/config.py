@@ -96,6 +96,10 @@ class OutputKind(StrEnum):
     """Visual: active while any alarm-level condition is active in the zone (never silenced)."""
     MACHINE_RUN = "machine_run"
     """Run permissive of a machine: de-energized to stop."""
+    TROUBLE = "trouble"
+    """Gateway healthy: energized only while the engine runs (it feeds the module's watchdog) and
+    no output fault is latched; its de-energized contact lights a trouble lamp or buzzer when the
+    gateway is dead, hung, starting, or its outputs cannot be trusted."""
 
 
 @dataclass(frozen=True, slots=True)

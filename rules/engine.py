@@ -387,6 +387,10 @@ def _active(o: OutputCfg, s: EngineState, now: float, cfg: EngineCfg) -> bool:
             return plant.ignition_released(s.plant, o.zone)  # the hot-work interlock (rules/interlock.py)
         case OutputKind.MACHINE_RUN:
             return not machines.machine_stopped(s.condition, o.id, cfg.machines)
+        case OutputKind.TROUBLE:
+            # Reached only without an output fault (desired_outputs holds everything safe then);
+            # a dead or hung engine stops the heartbeats, so the module drops it by itself.
+            return True
     return False
 
 

@@ -18,7 +18,7 @@ from tests.support.procs import free_port
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "config" / "demo.toml"
 
-PERMISSIVE, HORN, BEACON, IGNITION = 0, 1, 2, 3
+PERMISSIVE, HORN, BEACON, IGNITION, TROUBLE = 0, 1, 2, 3, 5
 ALARM_TOPIC = "edge/demo-plant/gw-demo/alarm/tank-t101/t101_o2"
 
 
