@@ -103,7 +103,12 @@ def _run(path: Path, duration: float | None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
-    daemon = Daemon(cfg, base=path.parent, config_hash=config_hash(path), config_path=path)
+    try:
+        daemon = Daemon(cfg, base=path.parent, config_hash=config_hash(path), config_path=path)
+    except (OSError, ValueError) as exc:  # a key, certificate or secret file that does not load
+        print(f"edge-gateway: cannot start: {exc}. Fix: check the file it names (readable by the service user, "
+              "right format); `edge-gateway check-config` checks the rest", file=sys.stderr)  # fmt: skip
+        return EXIT_RUNTIME
     return asyncio.run(daemon.run(duration))
 
 

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import random
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ import structlog
 
 from drivers.modbus import BusRegistry, ModbusSource
 from drivers.mqtt_in import MqttInput, TlsOptions
-from gateway import __version__, replay, statefile
+from gateway import __version__, replay, startup, statefile
 from gateway.clock import Clock, SystemClock, iso
 from gateway.config import ConfigError, GatewayConfig
 from gateway.executor import Executor
@@ -36,6 +37,7 @@ from gateway.permit_sync import PermitSync
 from gateway.records import Records
 from gateway.sdnotify import Notifier, watchdog_interval_s
 from gateway.specs import espresense, modbus_specs, mqtt_mappings, waveform_mappings
+from gateway.startup import StartFailure
 from gateway.trends import TrendStore, trend_points
 from gateway.tsdb import reading_point
 from gateway.vibration import BaselineStore, VibrationPipeline, analysis_point, vibration_points
@@ -144,6 +146,10 @@ class Daemon:
         self.rejected_events = 0
         self.task_restarts: Counter[str] = Counter()
         """Restarts of each supervised task after a failure (/metrics, status page)."""
+        self.last_tick: float | None = None
+        """Monotonic time of the engine loop's last tick (liveness for /healthz)."""
+        self.fatal: str | None = None
+        """Set when the engine loop or the output bank failed (the run then exits 1)."""
         self.task_faults: dict[str, str] = {}
         """The last failure of each supervised task that has failed."""
         self.extra_tasks: list[tuple[str, Callable[[], Awaitable[None]]]] = []
@@ -272,14 +278,12 @@ class Daemon:
         )
         code = 0
         try:
-            await self.outputs.write_safe_all()
-            self.safe_at = self.clock.monotonic()
-            await self.records.open()  # after the outputs are safe: a bad disk must not delay that
-            self._restore()
-            self.permits.load_dir()
-            if self.permit_sync is not None and self.ledger_client is not None:
-                await self.ledger_client.start()
-                await self.permit_sync.load_cache()  # offline: permits keep working until they expire
+            failure = await self._start()
+            if failure is not None:
+                log.critical("gateway_start_failed", cause=failure.cause, fix=failure.fix)
+                print(failure.line(), file=sys.stderr, flush=True)
+                code = 1
+                return code
             tasks = asyncio.create_task(self._supervisor(), name="supervisor[main]")
             stopper = asyncio.create_task(self._stopper(duration), name="stopper[main]")
             await asyncio.wait({tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -291,6 +295,8 @@ class Daemon:
                 _, pending = await asyncio.wait({tasks}, timeout=STOP_GRACE_S)
                 if pending:
                     self._log_stuck()
+            if self.fatal is not None:
+                code = 1  # the engine or the output bank failed: never exit 0 after that
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -314,6 +320,32 @@ class Daemon:
             log.info("gateway_stopped", code=code)
         return code
 
+    async def _start(self) -> StartFailure | None:
+        """Outputs safe first, then everything "ready" depends on (gateway/startup.py)."""
+        failure = await startup.confirm_outputs(self.outputs, self.cfg)
+        self.safe_at = self.clock.monotonic()
+        failure = failure or startup.check_state_dir(self.state_dir) or startup.check_broker_tls(self.cfg, self.base)
+        if failure is not None:
+            return failure
+        await self.records.open()  # after the outputs are safe: a bad disk must not delay that
+        self._restore()
+        self.permits.load_dir()
+        if self.permit_sync is not None and self.ledger_client is not None:
+            await self.ledger_client.start()
+            await self.permit_sync.load_cache()  # offline: permits keep working until they expire
+        return await startup.bind_status(self.web, self.cfg.status.bind, self.cfg.status.port)
+
+    async def _critical(self, coro: Awaitable[None], name: str) -> None:
+        """The engine loop and the output bank: a failure ends the daemon (outputs safe, exit 1)
+        even if some other task then ignores its cancellation."""
+        try:
+            await coro
+        except Exception as exc:
+            self.fatal = f"{name}: {exc!r}"
+            log.critical("critical_task_failed", task=name, error=repr(exc), exc_info=exc)
+            self.request_stop()
+            raise
+
     async def _supervisor(self) -> None:
         """Every long-running task under one TaskGroup. The engine loop and the output bank end the
         daemon when they fail; every source and every other sink runs under `_supervise`."""
@@ -323,8 +355,8 @@ class Daemon:
                         on_down: Callable[[str], None] | None = None) -> None:
                 tg.create_task(self._supervise(factory, name, on_down), name=name)
 
-            tg.create_task(self._engine(), name="engine[main]")
-            tg.create_task(self.outputs.run(), name="outputs[bank]")
+            tg.create_task(self._critical(self._engine(), "engine[main]"), name="engine[main]")
+            tg.create_task(self._critical(self.outputs.run(), "outputs[bank]"), name="outputs[bank]")
             for src in self.sources:
                 guarded(src.run, f"modbus[{src.spec.id}]", src.mark_down)
             guarded(self.mqtt.run, "mqtt_out[main]")
@@ -384,7 +416,7 @@ class Daemon:
             try:
                 await factory()
                 return
-            except Exception as exc:  # noqa: BLE001 - the point: one task's defect stays that task's
+            except Exception as exc:
                 self.task_restarts[name] += 1
                 self.task_faults[name] = f"{type(exc).__name__}: {exc}"
                 log.error("task_failed", task=name, error=repr(exc), restarts=self.task_restarts[name], exc_info=exc)
@@ -429,7 +461,12 @@ class Daemon:
                 offset = self.clock.utc().timestamp() - self.clock.monotonic()
                 self.inbox.put(SensorDates(src.spec.id, dates[0], dates[1], offset))
 
+    def engine_age_s(self) -> float | None:
+        """Seconds since the engine loop last ticked (None before its first tick)."""
+        return None if self.last_tick is None else self.clock.monotonic() - self.last_tick
+
     def _liveness(self, now: float) -> None:
+        self.last_tick = now
         if not self.ready:
             self.ready = True
             self.ready_at = now

@@ -23,6 +23,10 @@ from rules.events import Ack, Silence
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
 
+ENGINE_STALLED_S = 2.0
+"""/healthz answers 503 when the engine loop has not ticked for this long (it ticks every
+engine.tick_s, 0.1 s by default; systemd's WatchdogSec is 5 s)."""
+
 log = structlog.get_logger("web")
 STATIC = resources.files("gateway") / "static"
 
@@ -101,7 +105,8 @@ class StatusServer:
                 ]
             )
 
-    async def run(self) -> None:
+    async def start(self) -> None:
+        """Bind the listener (at start, before "ready"): raises OSError when the address is taken."""
         # Live streams never end by themselves: close them on shutdown, and bound the wait for the rest.
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -111,6 +116,11 @@ class StatusServer:
         if addrs:
             self.bound_port = int(addrs[0][1])
         log.info("status_page_listening", url=f"http://{self.bind}:{self.bound_port or self.port}/")
+
+    async def run(self) -> None:
+        """Serve until cancelled (aiohttp serves from the listener `start` bound)."""
+        if self._runner is None:
+            await self.start()
         await asyncio.Event().wait()
 
     async def close(self) -> None:
@@ -205,9 +215,12 @@ class StatusServer:
 
     async def healthz(self, request: web.Request) -> web.Response:
         starved = dict(self.d.outputs.starved)
-        ok = self.d.ready and not self.d.state.output_fault and not starved
-        body = {"ok": ok, "ready": self.d.ready, "output_fault": self.d.state.output_fault or None,
-                "modules_starved": starved}  # fmt: skip
+        age = self.d.engine_age_s()
+        # A hung engine with a live event loop still answers HTTP: say it is not healthy.
+        engine_ok = age is not None and age <= ENGINE_STALLED_S
+        ok = self.d.ready and engine_ok and not self.d.state.output_fault and not starved
+        body = {"ok": ok, "ready": self.d.ready, "engine_age_s": None if age is None else round(age, 3),
+                "output_fault": self.d.state.output_fault or None, "modules_starved": starved}  # fmt: skip
         return web.json_response(body, status=200 if ok else 503)
 
     async def events(self, request: web.Request) -> web.StreamResponse:

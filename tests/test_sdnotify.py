@@ -127,9 +127,12 @@ async def test_stuck_engine_stops_watchdog_pings_and_relay_heartbeats(
             await wait_for(lambda: p.relay.watchdog_tripped, 5, what="module watchdog trip")
             assert not any(p.relay.coils[i] for i in (PERMISSIVE, HORN, IGNITION))
             assert [c.cause for c in p.relay.changes if c.coil == PERMISSIVE][-1] == "watchdog"
-            # ... while the event loop is alive (the status server still answers) ...
+            # ... while the event loop is alive: the status server still answers, and says the truth.
+            from gateway.web import ENGINE_STALLED_S
+
+            await wait_for(lambda: (d.engine_age_s() or 0) > ENGINE_STALLED_S, 5, what="engine stalled past the limit")
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{p.http_port}/healthz") as r:
-                assert r.status == 200
+                assert r.status == 503 and (await r.json())["engine_age_s"] > 1.0
             # ... and no WATCHDOG=1 came since the engine stalled (systemd would kill us).
             await asyncio.sleep(0)  # let the receiver thread catch up with anything already sent
             late = [t for t in ns.times("WATCHDOG=1") if t > stalled_at + 0.25]
