@@ -22,10 +22,11 @@ import structlog
 
 from drivers.modbus import BusRegistry, ModbusSource
 from drivers.mqtt_in import MqttInput, TlsOptions
-from gateway import __version__, replay, startup, statefile
+from gateway import __version__, startup, statefile
+from gateway import sinks as sinks_
 from gateway.clock import Clock, SystemClock, iso
 from gateway.config import ConfigError, GatewayConfig
-from gateway.executor import Executor
+from gateway.fanout import FanOut, Step
 from gateway.inbox import Inbox
 from gateway.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
 from gateway.ledger import LedgerClient
@@ -39,13 +40,11 @@ from gateway.sdnotify import Notifier, watchdog_interval_s
 from gateway.specs import espresense, modbus_specs, mqtt_mappings, waveform_mappings
 from gateway.startup import StartFailure
 from gateway.trends import TrendStore, trend_points
-from gateway.tsdb import reading_point
 from gateway.vibration import BaselineStore, VibrationPipeline, analysis_point, vibration_points
 from gateway.web import StatusHub, StatusServer
 from rules import engine, gas, persist
 from rules.actions import Action
-from rules.events import Event, Quality, Reading, SensorDates, Tick
-from rules.interlock import ChecklistChanged, Ignition
+from rules.events import Event, Reading, SensorDates, Tick
 
 if TYPE_CHECKING:
     from gateway.sparkplug import SparkplugNode
@@ -136,10 +135,11 @@ class Daemon:
             )
         self.sparkplug = self._sparkplug() if cfg.sparkplug.enabled else None
         self.tsdb = self._tsdb()
-        self.executor = Executor(self, self._record)
         self.metrics = Metrics()
         self.outputs.on_write = self.metrics.output_write.observe
         self.hub = StatusHub()
+        self._save_wake = asyncio.Event()
+        self.fanout = self._sinks()
         self.web = StatusServer(self, cfg.status.bind, cfg.status.port)
         self.ready = False
         self.started_mono = mono()
@@ -158,7 +158,6 @@ class Daemon:
         self._wd_every = watchdog_interval_s()
         self._dates: dict[str, tuple[int | None, int | None]] = {}
         self._saved_latches: dict[str, object] | None = None
-        self._save_wake = asyncio.Event()
         self._last_wd = -1e9
 
     def _mqtt_inputs(self) -> list[MqttInput]:
@@ -244,6 +243,26 @@ class Daemon:
         if self.tsdb is not None:
             self.tsdb.add_point(analysis_point(signal, self.ecfg.signals[signal].zone, result, self.tsdb.stamp(at)))
 
+    def _sinks(self) -> FanOut:
+        """The ordered fan-out of decisions and readings: coils first, then everything northbound.
+        A new northbound sink is one more line here."""
+        sinks: list[object] = [
+            sinks_.LogSink(),
+            sinks_.MetricsSink(self.metrics),
+            sinks_.TrendsSink(self.trends),
+            sinks_.MqttSink(self.mqtt, lambda: self.people),
+        ]
+        if self.sparkplug is not None:
+            sinks.append(sinks_.SparkplugSink(self.sparkplug, self.clock))
+        if self.tsdb is not None:
+            sinks.append(sinks_.TsdbSink(self.tsdb))
+        sinks += [
+            sinks_.RecordsSink(self.records, self.cfg.site.id),
+            sinks_.LocalStateSink(self.baselines, self._save_wake),
+            sinks_.StatusSink(self.hub),
+        ]
+        return FanOut(sinks_.OutputSink(self.outputs), sinks)
+
     def output_alert(self, kind: str, fields: dict[str, object]) -> None:
         """An output-bank alert (a safe value re-written, a module starved) on every channel: the
         bank has logged it; here the audit chain, MQTT and the page."""
@@ -251,10 +270,6 @@ class Daemon:
         self.records.audit_line(kind, body)
         self.mqtt.event("output_fault", body, self.clock.monotonic())
         self.hub.changed()
-
-    def sparkplug_update(self, zone: str, metric: str, value: object) -> None:
-        if self.sparkplug is not None:
-            self.sparkplug.update(zone, metric, value, int(self.clock.utc().timestamp() * 1000))
 
     # ---- life cycle -------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -511,37 +526,15 @@ class Daemon:
         self.metrics.engine_step.observe(time.perf_counter() - t0)
 
     def _reading_out(self, ev: Reading) -> None:
-        """What a reading feeds besides the rules: metrics, trends, telemetry, TSDB, Sparkplug."""
+        """What a reading feeds besides the rules: the reading sinks (metrics, trends, telemetry, TSDB,
+        Sparkplug), with the rules' verdict on it (an implausible value is BAD), never the raw quality."""
         self.readings_applied += 1
         sig = self.ecfg.signals[ev.signal]
-        ev = gas.screen(ev, sig)  # the rules' verdict (an implausible value is BAD), never the raw quality
-        self.metrics.readings[(ev.signal, ev.quality.value)] += 1
-        good = ev.quality is Quality.GOOD
-        self.trends.on_reading(ev)
-        if good:
-            self.mqtt.telemetry(ev.signal, ev.value, sig.unit, ev.at)
-        if self.tsdb is not None:
-            self.tsdb.add_point(
-                reading_point(ev.signal, sig.quantity, sig.unit, sig.zone, ev.value, ev.quality, self.tsdb.stamp(ev.at))
-            )
-        if self.sparkplug is not None:
-            if good:
-                self.sparkplug_update(sig.zone, f"{sig.quantity}/{sig.id}", ev.value)
-            self.sparkplug_update(sig.zone, f"{sig.quantity}/{sig.id}/quality", ev.quality.value)
+        self.fanout.reading(gas.screen(ev, sig), sig)
 
     def _acted(self, prev: engine.EngineState, actions: tuple[Action, ...], now: float) -> None:
         if actions:
-            self.execute(actions, now)
-            if any(isinstance(a, Ignition | ChecklistChanged) for a in actions):
-                for rec in replay.decision_records(prev, self.state, now, self.ecfg):
-                    self.records.audit_line(rec.pop("kind"), rec)
-
-    def zone_state(self, zone: str) -> str:
-        return engine.zone_severity(self.state, zone, self.ecfg).name.lower()
-
-    def execute(self, actions: tuple[Action, ...], now: float) -> None:
-        self.executor.run(actions, now)
-        self._save_wake.set()
+            self.fanout.step(Step(actions, prev, self.state, self.ecfg, now, iso(self.clock.utc())))
 
     # ---- state across restarts, and SIGHUP -------------------------------------------------
     @property
@@ -616,9 +609,6 @@ class Daemon:
         self.people = {p.id: p.name for p in new.people}
         self.permits.load_dir()
         log.info("config_reloaded", config_hash=new_hash)
-
-    def _record(self, stream: str, body: dict[str, object]) -> None:
-        self.records.record(stream, body)
 
 
 def config_hash(path: Path) -> str:

@@ -117,6 +117,10 @@ def render(d: Daemon) -> str:
         [({"task": t}, n) for t, n in sorted(d.task_restarts.items())],
     )  # fmt: skip
     family(
+        "edge_sink_errors_total", "counter", "Exceptions in a sink of decisions or readings (the others went on)",
+        [({"sink": n}, d.fanout.faults.get(n, 0)) for n in d.fanout.names],
+    )  # fmt: skip
+    family(
         "edge_output_fault",
         "gauge",
         "1 while an output read-back fault holds everything safe",

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from gateway.clock import iso
-from gateway.executor import checklist_json
+from gateway.sinks import checklist_json
 from gateway.inputs import permit_json
 from gateway.trends import condition_json
 from rules import engine, plant
@@ -178,6 +178,10 @@ def snapshot(d: Daemon) -> dict[str, Any]:
             "tsdb": asdict(d.tsdb.status()) if d.tsdb is not None else None,
             "sparkplug": d.sparkplug.status() if d.sparkplug is not None else None,
         },
+        "sinks": [
+            {"sink": n, "errors": d.fanout.faults.get(n, 0), "last_error": d.fanout.last_error.get(n, "")}
+            for n in d.fanout.names
+        ],
         "tasks": [
             {"task": t, "restarts": n, "last_error": d.task_faults.get(t, "")}
             for t, n in sorted(d.task_restarts.items())

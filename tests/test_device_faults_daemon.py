@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,8 +21,9 @@ import pytest
 from firmware_sim.tcp_link import FaultyLink
 from gateway.daemon import Daemon
 from rules.events import Quality
-from tests.support.plant import HORN, PERMISSIVE, Plant, plant
+from tests.support.plant import ALARM_TOPIC, HORN, PERMISSIVE, Plant, plant
 from tests.support.procs import Mosquitto, wait_for
+from tests.test_daemon_loop import running
 
 pytestmark = pytest.mark.slow
 
@@ -145,5 +148,73 @@ async def test_a_source_that_raises_any_exception_restarts_alone_and_its_device_
             may_run.set()
             await wait_for(lambda: "gas-bay2" not in d.state.devices_down, 30, what="device up after the restart")
         finally:
+            d.request_stop()
+            assert await asyncio.wait_for(run, 20) == 0
+
+
+async def test_a_sink_that_raises_is_counted_and_the_others_and_the_coils_go_on(
+    broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defect in one northbound sink (here MQTT's retained states) inside the engine step: the
+    coils still drop in that step, the audit chain still gets its records, the daemon lives."""
+    async with plant(broker.port, tmp_path) as p, daemon(p) as (d, run):
+        await wait_for(lambda: p.relay.coils[PERMISSIVE], 10, what="permissive energized")
+
+        def broken(*args: object, **kw: object) -> None:
+            raise RuntimeError("a defect in the MQTT sink")
+
+        monkeypatch.setattr(d.mqtt, "state", broken)
+        p.tank.set_value("o2", 19.0)
+        await wait_for(lambda: not p.relay.coils[PERMISSIVE] and p.relay.coils[HORN], 5, what="trip despite the sink")
+        assert d.fanout.faults["mqtt"] >= 1 and d.fanout.last_error["mqtt"].startswith("RuntimeError")
+        await steps_pass(d, run, 30)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{p.http_port}/metrics") as r:
+                text = await r.text()
+            async with http.get(f"http://127.0.0.1:{p.http_port}/api/state") as r:
+                sinks = {x["sink"]: x for x in (await r.json())["sinks"]}
+        assert 'edge_sink_errors_total{sink="mqtt"}' in text and 'edge_sink_errors_total{sink="records"} 0' in text
+        assert sinks["mqtt"]["errors"] >= 1 and sinks["records"]["errors"] == 0
+
+
+async def test_a_sink_that_blocks_holds_nothing_back(broker: Mosquitto, tmp_path: Path) -> None:
+    """The broker freezes (SIGSTOP: connections open, nothing answered): the gas alarm still drops
+    the coil and sounds the horn; once the broker answers again the alarm is published."""
+    async with plant(broker.port, tmp_path) as p, running(p, broker) as (d, sub):
+        await wait_for(lambda: p.relay.coils[PERMISSIVE], 10, what="permissive energized")
+        os.kill(broker.proc.pid, signal.SIGSTOP)
+        try:
+            p.tank.set_value("o2", 19.0)
+            await wait_for(lambda: not p.relay.coils[PERMISSIVE] and p.relay.coils[HORN], 5, what="trip, broker frozen")
+            start = d.state.steps
+            await wait_for(lambda: d.state.steps > start + 30, 5, what="engine steps with the broker frozen")
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
+        await wait_for(lambda: sub.last.get(ALARM_TOPIC, {}).get("severity") == "evacuate", 20, what="alarm published")
+
+
+async def test_a_source_that_hangs_goes_stale_and_denies_only_its_zone(broker: Mosquitto, tmp_path: Path) -> None:
+    async with plant(broker.port, tmp_path) as p:
+        d = Daemon(p.config())
+        src = next(s for s in d.sources if s.spec.id == "gas-bay2")
+        hang = asyncio.Event()
+
+        async def hung() -> None:
+            await src.poll_once()  # one good poll, then the task hangs (never returns, never raises)
+            await hang.wait()
+
+        src.run = hung  # type: ignore[method-assign]
+        run = asyncio.create_task(d.run())
+        try:
+            await wait_for(lambda: d.ready, 10, what="ready")
+            await wait_for(lambda: p.relay.coils[PERMISSIVE], 10, what="tank permissive energized")
+            sig = d.ecfg.signals["bay2_lel"]
+            await wait_for(lambda: not d.state.signals["bay2_lel"].fresh(d.clock.monotonic(), sig), 10,
+                           what="bay-2 readings stale")  # fmt: skip
+            assert bad(d, "bay2_lel")
+            await steps_pass(d, run, 30)
+            assert p.relay.coils[PERMISSIVE]  # the tank zone does not depend on bay 2
+        finally:
+            hang.set()
             d.request_stop()
             assert await asyncio.wait_for(run, 20) == 0

@@ -1,0 +1,333 @@
+"""The sinks of the engine's decisions and of the readings (gateway/fanout.py runs them in order).
+
+Each sink turns the same step into what its destination needs and nothing else: coils,
+log lines, MQTT topics, Sparkplug metrics, ledger records and audit lines, local state,
+the status page, metrics, trends, the TSDB. Bodies and topics are documented in
+docs/mqtt.md and docs/ledger-api.yaml and checked by tests against what is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from gateway import replay
+from gateway.clock import Clock
+from gateway.tsdb import reading_point
+from rules import engine
+from rules.actions import AlarmUpdate, EvacuationUpdate, HazardRecord, Note, PeopleUpdate, SetOutput
+from rules.config import SignalCfg
+from rules.events import Quality, Reading
+from rules.interlock import Checklist, ChecklistChanged, Ignition, PermitNotice
+
+from .fanout import Step
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
+    from gateway.mqtt_out import MqttOut
+    from gateway.outputs import OutputBank
+    from gateway.records import Records
+    from gateway.sparkplug import SparkplugNode
+    from gateway.trends import TrendStore
+    from gateway.tsdb import TsdbWriter
+    from gateway.vibration import BaselineStore
+    from gateway.web import StatusHub
+
+log = structlog.get_logger("executor")
+
+PERMIT_EVENTS = {
+    "active": "activated",
+    "suspended": "suspended",
+    "closed": "closed",
+    "cancelled": "closed",
+    "ignition_released": "ignition_released",
+    "ignition_dropped": "ignition_dropped",
+    "expired": "expired",
+    "warning_15min": "warning",
+    "warning_5min": "warning",
+    "fire_watch_until": "warning",
+}
+"""Engine notice kinds -> the ledger contract's permit-event enum (one "warning"; the kind goes in data)."""
+
+
+def checklist_json(c: Checklist | None) -> list[dict[str, Any]]:
+    if c is None:
+        return []
+    return [{"condition": i.name, "ok": i.ok, "reason": i.reason} for i in c.items]
+
+
+def zone_state(step: Step, zone: str) -> str:
+    return engine.zone_severity(step.state, zone, step.cfg).name.lower()
+
+
+# --------------------------------------------------------------------------- outputs first
+class OutputSink:
+    """Coil commands to the output bank, before anything else; re-arm after an output-fault ack."""
+
+    name = "outputs"
+
+    def __init__(self, bank: OutputBank) -> None:
+        self.bank = bank
+
+    def on_step(self, step: Step) -> None:
+        for a in step.actions:
+            if isinstance(a, SetOutput):
+                self.bank.command(a.output, a.value)
+                log.info("output_commanded", output=a.output, value=a.value, reason=a.reason)
+            elif isinstance(a, Note) and a.event == "output_fault_acknowledged":
+                self.bank.rearm()  # modules re-armed (heartbeat, clear) before any new write
+
+
+# --------------------------------------------------------------------------- the journal
+class LogSink:
+    """One structured, ranked line per decision (logged on change: the engine only acts on change)."""
+
+    name = "log"
+
+    def on_step(self, step: Step) -> None:
+        for a in step.actions:
+            match a:
+                case AlarmUpdate():
+                    log.info("alarm_changed", zone=a.zone, signal=a.signal, severity=a.state["severity"])
+                case HazardRecord():
+                    log.warning("hazard", zone=a.zone, category=a.category, hazard_level=a.level, title=a.title)
+                case EvacuationUpdate():
+                    log.warning("evacuation", zone=a.zone, active=a.active, inside=list(a.people), reason=a.reason)
+                case PeopleUpdate() if a.conditions:
+                    log.warning("people_conditions", zone=a.zone, conditions=dict(a.conditions), inside=list(a.inside))
+                case Ignition():
+                    kind = "ignition_released" if a.released else "ignition_dropped"
+                    log.warning(kind, permit=a.permit_id, zone=a.zone, reasons=list(a.reasons))
+                case PermitNotice():
+                    log.info("permit_notice", permit=a.permit_id, kind=a.kind)
+                case Note(event="output_fault"):
+                    log.critical("output_fault", **dict(a.fields))
+                case Note(event="output_fault_acknowledged"):
+                    log.warning("output_fault_acknowledged", **dict(a.fields))
+                case Note():
+                    log.info(a.event, **dict(a.fields))
+
+
+# --------------------------------------------------------------------------- MQTT (JSON)
+class MqttSink:
+    """Retained safety states, safety events and telemetry on the gateway's MQTT topics (docs/mqtt.md)."""
+
+    name = "mqtt"
+
+    def __init__(self, mqtt: MqttOut, people: Callable[[], Mapping[str, str]]) -> None:
+        self.mqtt = mqtt
+        self._people = people
+
+    def person(self, who: str) -> dict[str, str]:
+        name = self._people().get(who, "")
+        return {"id": who, "name": name} if name else {"id": who}
+
+    def on_reading(self, ev: Reading, sig: SignalCfg) -> None:
+        if ev.quality is Quality.GOOD:
+            self.mqtt.telemetry(ev.signal, ev.value, sig.unit, ev.at)
+
+    def on_step(self, step: Step) -> None:
+        m, now = self.mqtt, step.now
+        for a in step.actions:
+            match a:
+                case AlarmUpdate():
+                    m.state("alarm", (a.zone, a.signal), {"zone": a.zone, "signal": a.signal, **a.state}, now)
+                case HazardRecord():
+                    m.event("hazard", hazard_body(a, m.site, step.utc), now)
+                case EvacuationUpdate():
+                    body = {"zone": a.zone, "active": a.active, "people_inside": [self.person(p) for p in a.people],
+                            "reason": a.reason}  # fmt: skip
+                    m.state("evacuation", (a.zone,), body, now)
+                case PeopleUpdate():
+                    self._people_alarms(a, now)
+                case Ignition():
+                    self._interlock(step, a.permit_id, a.checklist, released=a.released)
+                case ChecklistChanged():
+                    self._interlock(step, a.permit_id, a.checklist)
+                case PermitNotice():
+                    m.state("permit", (a.permit_id,), permit_body(step, a.permit_id, a.kind, a.data), now)
+                case Note(event="output_fault" | "output_fault_acknowledged"):
+                    m.event("output_fault", {"event": a.event, "utc": step.utc, **dict(a.fields)}, now)
+
+    def _people_alarms(self, a: PeopleUpdate, now: float) -> None:
+        for cond in ("attendant_absent", "over_occupancy", "unauthorized_entrant"):
+            active = cond in a.conditions
+            if active or self.mqtt.retained_active(self.mqtt.topic("alarm", a.zone, cond)):
+                body = {
+                    "zone": a.zone,
+                    "signal": cond,
+                    "severity": "alarm" if active else "normal",
+                    "reason": a.conditions.get(cond, ""),
+                    "inside": [self.person(p) for p in a.inside],
+                }
+                self.mqtt.state("alarm", (a.zone, cond), body, now)
+
+    def _interlock(self, step: Step, pid: str, checklist: Checklist, released: bool | None = None) -> None:
+        st = step.state.plant.hot_work.get(pid)
+        view = step.state.plant.permits.get(pid)
+        body = {
+            "permit": pid,
+            "zone": view.permit.zone_id if view else None,
+            "released": st.released if released is None and st else bool(released),
+            "ok": checklist.ok,
+            "seconds_left": checklist.seconds_left,
+            "checklist": checklist_json(checklist),
+        }
+        self.mqtt.state("interlock", (pid,), body, step.now)
+
+
+def hazard_body(a: HazardRecord, site: str, utc: str) -> dict[str, Any]:
+    return {"site": site, "zone": a.zone, "category": a.category, "level": a.level, "recurring": a.recurring,
+            "title": a.title, "evidence": dict(a.evidence), "utc": utc}  # fmt: skip
+
+
+def permit_body(step: Step, pid: str, kind: str, data: Any) -> dict[str, Any]:
+    view = step.state.plant.permits.get(pid)
+    return {
+        "permit": pid,
+        "state": view.permit.state.value if view else None,
+        "zone": view.permit.zone_id if view else None,
+        "last_notice": kind,
+        "data": dict(data),
+    }
+
+
+# --------------------------------------------------------------------------- Sparkplug B
+class SparkplugSink:
+    """Zone state, evacuation, outputs and signal values/qualities as Sparkplug metrics (docs/sparkplug.md)."""
+
+    name = "sparkplug"
+
+    def __init__(self, node: SparkplugNode, clock: Clock) -> None:
+        self.node = node
+        self.clock = clock
+
+    def _ms(self) -> int:
+        return int(self.clock.utc().timestamp() * 1000)
+
+    def on_reading(self, ev: Reading, sig: SignalCfg) -> None:
+        ms = self._ms()
+        if ev.quality is Quality.GOOD:
+            self.node.update(sig.zone, f"{sig.quantity}/{sig.id}", ev.value, ms)
+        self.node.update(sig.zone, f"{sig.quantity}/{sig.id}/quality", ev.quality.value, ms)
+
+    def on_step(self, step: Step) -> None:
+        for a in step.actions:
+            match a:
+                case SetOutput():
+                    self.node.update(step.cfg.outputs[a.output].zone, f"outputs/{a.output}", a.value, self._ms())
+                case AlarmUpdate():
+                    self.node.update(a.zone, "zone/state", zone_state(step, a.zone), self._ms())
+                case EvacuationUpdate():
+                    self.node.update(a.zone, "zone/evacuate", a.active, self._ms())
+
+
+# --------------------------------------------------------------------------- ledger + audit
+class RecordsSink:
+    """Hazards and permit events to the ledger outbox (and the audit chain); every interlock
+    decision with its inputs to the audit chain (`audit replay` re-runs them); output faults."""
+
+    name = "records"
+
+    def __init__(self, records: Records, site: str) -> None:
+        self.records = records
+        self.site = site
+
+    def on_step(self, step: Step) -> None:
+        decided = False
+        for a in step.actions:
+            match a:
+                case HazardRecord():
+                    self.records.record("hazards", hazard_body(a, self.site, step.utc))
+                case Ignition():
+                    decided = True
+                    kind = "ignition_released" if a.released else "ignition_dropped"
+                    self._permit_event(step, a.permit_id, kind, {"zone": a.zone, "reasons": list(a.reasons)})
+                case ChecklistChanged():
+                    decided = True
+                case PermitNotice():
+                    self._permit_event(step, a.permit_id, a.kind, dict(a.data))
+                case Note(event="output_fault" | "output_fault_acknowledged"):
+                    self.records.audit_line(a.event, {"event": a.event, "utc": step.utc, **dict(a.fields)})
+        if decided:
+            for rec in replay.decision_records(step.prev, step.state, step.now, step.cfg):
+                self.records.audit_line(rec.pop("kind"), rec)
+
+    def _permit_event(self, step: Step, pid: str, kind: str, data: dict[str, Any]) -> None:
+        self.records.record(
+            "permit-events",
+            {
+                "site": self.site,
+                "permit_id": pid,
+                "event": PERMIT_EVENTS.get(kind, "warning"),
+                "reason": "; ".join(data.get("reasons", [])) if isinstance(data.get("reasons"), list) else "",
+                "utc": step.utc,
+                "data": {"kind": kind, **data},
+            },
+        )
+
+
+# --------------------------------------------------------------------------- this box
+class LocalStateSink:
+    """What the box keeps for itself: learned vibration baselines, and a nudge to save the latches."""
+
+    name = "local_state"
+
+    def __init__(self, baselines: BaselineStore, save_wake: asyncio.Event) -> None:
+        self.baselines = baselines
+        self.save_wake = save_wake
+
+    def on_step(self, step: Step) -> None:
+        for a in step.actions:
+            if isinstance(a, Note) and a.event == "baseline_learned":
+                self.baselines.save(str(a.fields["machine"]), a.fields["baseline"])
+        self.save_wake.set()
+
+
+class StatusSink:
+    """The status page's live stream: one "changed" per step with actions (the hub rate-limits)."""
+
+    name = "status"
+
+    def __init__(self, hub: StatusHub) -> None:
+        self.hub = hub
+
+    def on_step(self, step: Step) -> None:
+        self.hub.changed()
+
+
+class MetricsSink:
+    name = "metrics"
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_reading(self, ev: Reading, sig: SignalCfg) -> None:
+        self.metrics.readings[(ev.signal, ev.quality.value)] += 1
+
+
+class TrendsSink:
+    name = "trends"
+
+    def __init__(self, trends: TrendStore) -> None:
+        self.trends = trends
+
+    def on_reading(self, ev: Reading, sig: SignalCfg) -> None:
+        self.trends.on_reading(ev)
+
+
+class TsdbSink:
+    """Every reading (GOOD or not, with its quality) to the time-series store."""
+
+    name = "tsdb"
+
+    def __init__(self, tsdb: TsdbWriter) -> None:
+        self.tsdb = tsdb
+
+    def on_reading(self, ev: Reading, sig: SignalCfg) -> None:
+        self.tsdb.add_point(
+            reading_point(ev.signal, sig.quantity, sig.unit, sig.zone, ev.value, ev.quality, self.tsdb.stamp(ev.at))
+        )
