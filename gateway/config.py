@@ -7,6 +7,7 @@ profiles, files) happen in gateway/loader.py, which collects *every* problem so 
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,6 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Reload(StrEnum):
+    """How a SIGHUP applies a change to a setting, declared beside the setting as Annotated metadata
+    (`Annotated[Engine, LIVE]`); a field without one takes its section's, a section without one is
+    RESTART. gateway/reload.py derives every reload's report from these."""
+
+    LIVE = "live"
+    """Applied at once: the rules' configuration is rebuilt and the engine loop reads it each cycle."""
+    RESTART = "restart"
+    """Built into a connection, a task or a device at start: applied by a restart only."""
+
+
+LIVE, RESTART = Reload.LIVE, Reload.RESTART
 
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
@@ -43,14 +58,14 @@ class Engine(_Model):
     """Telemetry readings (non-gas, non-machine signals) applied in one engine step at most. Safety
     events are served between batches, so this bounds how long one waits behind telemetry
     (~256 x 10 us on one core; docs/performance.md). 1 = one step per reading."""
-    telemetry_queue: Annotated[int, Field(ge=100, le=1_000_000)] = 20_000
+    telemetry_queue: Annotated[int, Field(ge=100, le=1_000_000), RESTART] = 20_000
     """Telemetry readings waiting for the engine at most; past it the oldest are dropped and counted
     (a dropped reading is followed by a fresher one; staleness is still judged per signal)."""
 
 
 class Zone(_Model):
     id: Id
-    kind: Literal["confined_space", "hot_work", "general"]
+    kind: Annotated[Literal["confined_space", "hot_work", "general"], RESTART]
     name: str = ""
     max_occupancy: Annotated[int, Field(ge=0)] = 0
     entrance: Id | None = None
@@ -152,9 +167,9 @@ class Device(_Model):
 
 class Signal(_Model):
     id: Id
-    quantity: Literal["o2", "lel", "h2s", "co", "temperature", "vibration", "current"]
-    unit: str
-    zone: Id
+    quantity: Annotated[Literal["o2", "lel", "h2s", "co", "temperature", "vibration", "current"], RESTART]
+    unit: Annotated[str, RESTART]
+    zone: Annotated[Id, RESTART]
     profile: Literal["osha", "gb"] | None = None
     thresholds: dict[str, float] = Field(default_factory=dict)
     """Per-signal overrides by level name (e.g. {alarm1 = 8.0}) and `hot_work_max`."""
@@ -354,27 +369,27 @@ class State(_Model):
 
 
 class GatewayConfig(_Model):
-    site: Site
-    engine: Engine = Engine()
-    zones: tuple[Zone, ...]
-    devices: tuple[Device, ...] = ()
-    signals: tuple[Signal, ...] = ()
-    outputs: tuple[Output, ...] = ()
-    machines: tuple[Machine, ...] = ()
-    people: tuple[Person, ...] = ()
-    badges: tuple[Badge, ...] = ()
-    receivers: tuple[Receiver, ...] = ()
-    presence: Presence = Presence()
-    face_terminals: tuple[FaceTerminal, ...] = ()
-    face: Face = Face()
-    hot_work: HotWork = HotWork()
-    permits: Permits = Permits()
-    mqtt: Mqtt = Mqtt()
-    sparkplug: Sparkplug = Sparkplug()
-    ledger: Ledger = Ledger()
-    tsdb: Tsdb = Tsdb()
-    status: Status = Status()
-    state: State = State()
+    site: Annotated[Site, RESTART]
+    engine: Annotated[Engine, LIVE] = Engine()
+    zones: Annotated[tuple[Zone, ...], LIVE]
+    devices: Annotated[tuple[Device, ...], RESTART] = ()
+    signals: Annotated[tuple[Signal, ...], LIVE] = ()
+    outputs: Annotated[tuple[Output, ...], RESTART] = ()
+    machines: Annotated[tuple[Machine, ...], RESTART] = ()
+    people: Annotated[tuple[Person, ...], LIVE] = ()
+    badges: Annotated[tuple[Badge, ...], LIVE] = ()
+    receivers: Annotated[tuple[Receiver, ...], RESTART] = ()
+    presence: Annotated[Presence, LIVE] = Presence()
+    face_terminals: Annotated[tuple[FaceTerminal, ...], RESTART] = ()
+    face: Annotated[Face, RESTART] = Face()
+    hot_work: Annotated[HotWork, LIVE] = HotWork()
+    permits: Annotated[Permits, LIVE] = Permits()
+    mqtt: Annotated[Mqtt, RESTART] = Mqtt()
+    sparkplug: Annotated[Sparkplug, RESTART] = Sparkplug()
+    ledger: Annotated[Ledger, RESTART] = Ledger()
+    tsdb: Annotated[Tsdb, RESTART] = Tsdb()
+    status: Annotated[Status, RESTART] = Status()
+    state: Annotated[State, RESTART] = State()
 
     def device(self, did: str) -> Device:
         return next(d for d in self.devices if d.id == did)

@@ -25,7 +25,7 @@ from drivers.mqtt_in import MqttInput, TlsOptions
 from gateway import __version__, startup, statefile
 from gateway import sinks as sinks_
 from gateway.clock import Clock, SystemClock, iso
-from gateway.config import ConfigError, GatewayConfig
+from gateway.config import ConfigError, GatewayConfig, Reload
 from gateway.fanout import FanOut, Step
 from gateway.inbox import Inbox
 from gateway.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
@@ -36,6 +36,7 @@ from gateway.mqtt_out import MqttOut, broker_password, broker_tls
 from gateway.outputs import OutputBank
 from gateway.permit_sync import PermitSync
 from gateway.records import Records
+from gateway.reload import changes as reload_changes
 from gateway.sdnotify import Notifier, watchdog_interval_s
 from gateway.specs import espresense, modbus_specs, mqtt_mappings, waveform_mappings
 from gateway.startup import StartFailure
@@ -146,6 +147,8 @@ class Daemon:
         self.rejected_events = 0
         self.task_restarts: Counter[str] = Counter()
         """Restarts of each supervised task after a failure (/metrics, status page)."""
+        self.last_reload: dict[str, object] | None = None
+        """The outcome of the last SIGHUP (for /api/state)."""
         self.last_tick: float | None = None
         """Monotonic time of the engine loop's last tick (liveness for /healthz)."""
         self.fatal: str | None = None
@@ -443,10 +446,9 @@ class Daemon:
 
     # ---- the engine loop ----------------------------------------------------------------
     async def _engine(self) -> None:
-        tick_s = self.cfg.engine.tick_s
-        batch_max = self.cfg.engine.batch_max
         next_tick = self.clock.monotonic()
         while True:
+            tick_s, batch_max = self.cfg.engine.tick_s, self.cfg.engine.batch_max  # live on reload
             ev = await self.inbox.get(max(0.0, next_tick - self.clock.monotonic()))
             if isinstance(ev, Reading) and batch_max > 1 and not self.inbox.is_safety(ev):
                 self.apply_readings(self.inbox.take_readings(ev, batch_max))
@@ -580,35 +582,43 @@ class Daemon:
             await asyncio.sleep(0.2)
 
     def reload(self) -> None:
-        """SIGHUP: re-read and validate the config. Rules-level changes apply at once; changes to
-        devices, outputs or connections need a restart (said so); an invalid file changes nothing."""
+        """SIGHUP: re-read and validate the config, then report every changed setting as applied or
+        as needing a restart (declared on the config model, gateway/reload.py). All or nothing: a
+        change that needs a restart keeps the whole running configuration; an invalid file changes
+        nothing. The outcome is logged and shown in /api/state (config.last_reload)."""
         from gateway.loader import load
 
         if self.config_path is None:
             log.warning("config_reload_ignored", why="started without a config file")
             return
+        utc = iso(self.clock.utc())
         try:
             new = load(self.config_path)
         except ConfigError as exc:
-            log.error("config_reload_rejected", path=str(self.config_path), problems=[str(p) for p in exc.problems],
+            problems = [str(p) for p in exc.problems]
+            log.error("config_reload_rejected", path=str(self.config_path), problems=problems,
                       kept="the running configuration")  # fmt: skip
+            self.last_reload = {"utc": utc, "result": "rejected", "problems": problems, "settings": []}
             return
-        structural = [
-            k for k in ("devices", "outputs", "mqtt", "status", "state", "ledger", "tsdb", "sparkplug", "receivers",
-                        "face_terminals", "face", "site")
-            if getattr(new, k) != getattr(self.cfg, k)
-        ]  # fmt: skip
-        if [s.id for s in new.signals] != [s.id for s in self.cfg.signals]:
-            structural.append("signals (ids)")
-        new_hash = config_hash(self.config_path)
-        if structural:
-            log.warning("config_reload_needs_restart", changed=structural, kept="the running configuration",
-                        fix="systemctl restart edge-gateway")  # fmt: skip
+        changed = reload_changes(self.cfg, new)
+        restart = [c.setting for c in changed if c.reload is Reload.RESTART]
+        if restart:
+            waiting = [c.setting for c in changed if c.reload is Reload.LIVE]
+            log.warning("config_reload_needs_restart", needs_restart=restart, waits_for_restart=waiting,
+                        kept="the running configuration", fix="systemctl restart edge-gateway")  # fmt: skip
+            settings = [{"setting": c.setting, "status": "needs restart" if c.reload is Reload.RESTART
+                         else "waits for the restart"} for c in changed]  # fmt: skip
+            self.last_reload = {"utc": utc, "result": "needs_restart", "problems": [], "settings": settings}
             return
-        self.cfg, self.ecfg, self.config_hash = new, engine_cfg(new), new_hash
+        self.cfg, self.ecfg, self.config_hash = new, engine_cfg(new), config_hash(self.config_path)
         self.people = {p.id: p.name for p in new.people}
+        self.permits.cfg = new
         self.permits.load_dir()
-        log.info("config_reloaded", config_hash=new_hash)
+        applied = [c.setting for c in changed]
+        log.info("config_reloaded", config_hash=self.config_hash, applied=applied)
+        self.last_reload = {"utc": utc, "result": "applied" if applied else "unchanged", "problems": [],
+                            "settings": [{"setting": x, "status": "applied"} for x in applied]}  # fmt: skip
+        self.hub.changed()
 
 
 def config_hash(path: Path) -> str:

@@ -11,8 +11,8 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from gateway.clock import iso
-from gateway.sinks import checklist_json
 from gateway.inputs import permit_json
+from gateway.sinks import checklist_json
 from gateway.trends import condition_json
 from rules import engine, plant
 from rules.config import Severity
@@ -178,6 +178,7 @@ def snapshot(d: Daemon) -> dict[str, Any]:
             "tsdb": asdict(d.tsdb.status()) if d.tsdb is not None else None,
             "sparkplug": d.sparkplug.status() if d.sparkplug is not None else None,
         },
+        "config": {"hash": d.config_hash, "last_reload": d.last_reload},
         "sinks": [
             {"sink": n, "errors": d.fanout.faults.get(n, 0), "last_error": d.fanout.last_error.get(n, "")}
             for n in d.fanout.names

@@ -72,7 +72,7 @@ async def test_sighup_bad_config_keeps_running_good_config_applies(broker: Mosqu
             good = cfg.read_text()
             cfg.write_text(good.replace('zone = "bay-2"', 'zone = "bay-9"', 1))  # an unknown zone
             os.kill(proc.pid, signal.SIGHUP)
-            await asyncio.sleep(1.0)  # give it the chance to (wrongly) die or drop outputs
+            await wait_for(lambda: _last_reload(p.http_port, "rejected"), 10, interval=0.1, what="reload rejected")
             assert proc.returncode is None and p.relay.coils[PERMISSIVE]
             assert (await _limits(p.http_port))["alarm1"] == 10.0
             # A rules-level change (a threshold) applies without a restart.
@@ -89,3 +89,9 @@ async def test_sighup_bad_config_keeps_running_good_config_applies(broker: Mosqu
         finally:
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+async def _last_reload(port: int, result: str) -> bool:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/api/state") as r:
+        rec = (await r.json())["config"]["last_reload"]
+    return rec is not None and rec["result"] == result
