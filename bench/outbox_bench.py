@@ -43,8 +43,8 @@ def record(stream: str, n: int) -> dict[str, Any]:
 
 
 async def _writer(db: str, seconds: float, writers: int, ledger: str | None) -> None:
-    from gateway.ledger import LedgerClient
-    from gateway.outbox import Outbox
+    from gateway.ledger.client import LedgerClient
+    from gateway.ledger.outbox import Outbox
 
     async with Outbox(db, max_records=1_000_000, backoff_base_s=0.01, backoff_max_s=0.05) as ob:
         count = 0
@@ -82,8 +82,8 @@ async def _writer(db: str, seconds: float, writers: int, ledger: str | None) -> 
 
 
 async def _drain(db: str, ledger: str, n: int) -> None:
-    from gateway.ledger import LedgerClient
-    from gateway.outbox import Outbox
+    from gateway.ledger.client import LedgerClient
+    from gateway.ledger.outbox import Outbox
 
     async with Outbox(db, max_records=1_000_000, backoff_base_s=0.05, backoff_max_s=0.2) as ob, \
             LedgerClient(ledger, timeout=2.0) as client:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.tomlw import dumps
+from gateway.config.tomlw import dumps
 
 GAS_COIL, MQTT_COIL = 0, 1
 MQTT_GAS_TOPIC = "bench/gas/q_h2s"

@@ -177,7 +177,7 @@ class SimHost:
 
 
 class Daemon:
-    """`python -m gateway.cli run --config FILE`, pinned to core 0, READY over a NOTIFY_SOCKET we bind."""
+    """`python -m gateway.app.cli run --config FILE`, pinned to core 0, READY over a NOTIFY_SOCKET we bind."""
 
     def __init__(self, config: Path, http_port: int, log: Path, prefix: list[str] | None = None,
                  duration: float | None = None) -> None:
@@ -188,7 +188,7 @@ class Daemon:
         self.notify.bind(self.notify_path)
         env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_USEC", "WATCHDOG_PID")}
         env["NOTIFY_SOCKET"] = self.notify_path
-        args = [*(prefix or [sys.executable]), "-m", "gateway.cli", "--log-level", "info", "run",
+        args = [*(prefix or [sys.executable]), "-m", "gateway.app.cli", "--log-level", "info", "run",
                 "--config", str(config)]
         if duration is not None:
             args += ["--duration", str(duration)]

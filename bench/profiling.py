@@ -1,6 +1,6 @@
 """Where the daemon spends its time under pipeline load: pyinstrument around the real process.
 
-The daemon runs as `python -m pyinstrument -m gateway.cli run --config ... --duration S`
+The daemon runs as `python -m pyinstrument -m gateway.app.cli run --config ... --duration S`
 (pinned to core 0 like every other daemon of the bench), fed by the load generator; its
 text report lands in the run's work directory and the heaviest frames go into the result.
 """

@@ -1,6 +1,6 @@
 """What the pure rules need to know, as frozen dataclasses.
 
-The shell (gateway/config.py) validates the TOML with pydantic and builds these; the
+The shell (gateway/config/models.py) validates the TOML with pydantic and builds these; the
 rules never see pydantic, files or defaults from the environment.
 """
 

@@ -1,4 +1,4 @@
-"""gateway.audit: the hash-chained JSON-lines audit log, its reopen/repair and its verifier."""
+"""gateway.ledger.audit: the hash-chained JSON-lines audit log, its reopen/repair and its verifier."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from drivers.ledger import canonical_json
-from gateway import audit
-from gateway.audit import (
+from gateway.ledger import audit
+from gateway.ledger.audit import (
     GENESIS,
     AuditCorruptError,
     AuditLockedError,
@@ -308,7 +308,7 @@ def test_failed_write_leaves_no_partial_line(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import resource, signal, sys
-        from gateway.audit import AuditLog, AuditWriteError
+        from gateway.ledger.audit import AuditLog, AuditWriteError
         log = AuditLog({str(p)!r})
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         size = {p.stat().st_size}

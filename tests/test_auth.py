@@ -1,4 +1,5 @@
-"""gateway.auth: hashing, sessions, CSRF, roles, rate limit and audit, over a real aiohttp server on 127.0.0.1."""
+"""gateway.status.auth: hashing, sessions, CSRF, roles, rate limit and audit, over a real aiohttp server
+on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.auth import (
+from gateway.status.auth import (
     BODY,
     CSRF_HEADER,
     SESSION,

@@ -14,7 +14,7 @@ import pytest
 
 from bench import plantcfg
 from bench.procs import Gen, Mosquitto, Sink, pct, summary
-from gateway.loader import load
+from gateway.config.loader import load
 
 
 def test_generated_config_is_valid_with_500_signals_and_200_badges(tmp_path: Path) -> None:

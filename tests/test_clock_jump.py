@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.daemon import Daemon
+from gateway.app.daemon import Daemon
 from tests.support.plant import HORN, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
 

@@ -25,9 +25,9 @@ from drivers.modbus import BusRegistry, DataType, DeviceSpec, ModbusSource, Poin
 from drivers.mqtt_in import AccelUnit, MqttInput, WaveformFrame, WaveformMapping
 from firmware_sim.modbus_devices import TemperatureTransmitterSim
 from firmware_sim.mqtt_sensors import Tone, VibrationSensorSim
-from gateway.trends import TrendPoint, TrendStore, condition_json, trend_points
-from gateway.tsdb import encode_line
-from gateway.vibration import BaselineStore, VibrationPipeline, VibrationPoint, analysis_point
+from gateway.core.trends import TrendPoint, TrendStore, condition_json, trend_points
+from gateway.core.vibration import BaselineStore, VibrationPipeline, VibrationPoint, analysis_point
+from gateway.northbound.tsdb import encode_line
 from rules import machines
 from rules.actions import Action, AlarmUpdate, HazardRecord, Note
 from rules.condition import MachineCfg

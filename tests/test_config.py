@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.config import ConfigError
-from gateway.loader import engine_cfg, load, parse
+from gateway.config.loader import engine_cfg, load, parse
 from rules.config import Severity
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,7 +192,7 @@ def test_gb_profile_converts_mg_m3_to_ppm() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "-m", "gateway.app.cli", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
 
 

@@ -21,8 +21,8 @@ import aiomqtt
 import pytest
 
 from firmware_sim.ble_badges import MockBluezBadges, ibeacon_frame
-from gateway.clock import iso
-from gateway.daemon import Daemon
+from gateway.app.daemon import Daemon
+from gateway.core.clock import iso
 from rules.events import Ack
 from tests.support.bluez import bluez_with_adapter
 from tests.support.plant import HORN, PERMISSIVE, Plant, plant

@@ -8,7 +8,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from gateway.daemon import Daemon
+from gateway.app.daemon import Daemon
 from rules.events import Reading
 from tests.support.plant import plant
 from tests.support.procs import free_port, wait_for

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.ledger import ReferenceLedger
-from gateway.daemon import Daemon
+from gateway.app.daemon import Daemon
 from tests.support.plant import HORN, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
 
@@ -73,7 +73,7 @@ async def test_a_refused_record_is_listed_as_parked_and_an_admin_retry_delivers_
 ) -> None:
     import aiohttp
 
-    from gateway.auth import hash_password
+    from gateway.status.auth import hash_password
 
     ledger = ReferenceLedger(port=0)
     await ledger.start()

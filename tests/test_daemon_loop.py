@@ -18,8 +18,8 @@ import aiohttp
 import aiomqtt
 import pytest
 
-from gateway.clock import iso
-from gateway.daemon import Daemon
+from gateway.app.daemon import Daemon
+from gateway.core.clock import iso
 from rules.events import Ack
 from tests.support.plant import ALARM_TOPIC, BEACON, HORN, IGNITION, PERMISSIVE, Plant, plant
 from tests.support.procs import Mosquitto, wait_for

@@ -42,7 +42,7 @@ async def _state(http_port: int) -> dict | None:  # type: ignore[type-arg]
 async def _demo(mqtt_port: int, duration: int = 45) -> None:
     http_port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "--log-level", "warning", "demo",
+        sys.executable, "-m", "gateway.app.cli", "--log-level", "warning", "demo",
         "--duration", str(duration), "--http-port", str(http_port), "--mqtt-port", str(mqtt_port),
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

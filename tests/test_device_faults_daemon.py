@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from firmware_sim.tcp_link import FaultyLink
-from gateway.daemon import Daemon
+from gateway.app.daemon import Daemon
 from rules.events import Quality
 from tests.support.plant import ALARM_TOPIC, HORN, PERMISSIVE, Plant, plant
 from tests.support.procs import Mosquitto, wait_for

@@ -27,9 +27,9 @@ import pytest
 
 from firmware_sim.ble_badges import MockBluezBadges
 from firmware_sim.face_terminal import FaceTerminalSim
-from gateway.daemon import Daemon
-from gateway.loader import load
-from gateway.outbox import Outbox
+from gateway.app.daemon import Daemon
+from gateway.config.loader import load
+from gateway.ledger.outbox import Outbox
 from tests.support.bluez import bluez_with_adapter
 from tests.support.plant import ALARM_TOPIC, BEACON, HORN, IGNITION, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for

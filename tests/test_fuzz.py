@@ -36,11 +36,11 @@ from drivers.modbus.codec import ByteOrder, DataType, PointSpec, Table, WordOrde
 from drivers.modbus.errors import CodecError
 from drivers.modbus.errors import ConfigError as SpecError
 from firmware_sim.face_terminal import write_hmac_secret
-from gateway.auth import hash_password
+from gateway.app.daemon import Daemon
 from gateway.config import ConfigError, GatewayConfig
-from gateway.daemon import Daemon
-from gateway.loader import load, parse
-from gateway.specs import modbus_specs
+from gateway.config.loader import load, parse
+from gateway.config.specs import modbus_specs
+from gateway.status.auth import hash_password
 from rules.events import Ack, Event, Silence
 from tests.support.plant import DEMO, HORN, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.clock import iso
+from gateway.core.clock import iso
 from rules.events import Ack
 from tests.support.plant import PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for

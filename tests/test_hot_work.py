@@ -129,7 +129,7 @@ class Crew:
 async def start_daemon(cfg: Path, bus: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": bus}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "--log-level", "warning", "run", "--config", str(cfg),
+        sys.executable, "-m", "gateway.app.cli", "--log-level", "warning", "run", "--config", str(cfg),
         cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
 

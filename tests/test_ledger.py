@@ -41,8 +41,8 @@ from drivers.ledger.permit_codec import (
 )
 from firmware_sim.ledger import ReferenceLedger, validate_permit, validate_record
 from firmware_sim.ledger import canonical_json as ledger_canonical_json
-from gateway.ledger import LedgerClient, LedgerError
-from gateway.outbox import SendKind
+from gateway.ledger.client import LedgerClient, LedgerError
+from gateway.ledger.outbox import SendKind
 from rules.config import ZoneKind
 from rules.permit import Permit
 from tests.support.ledger import full_record, permit_doc, running_ledger

@@ -36,7 +36,7 @@ async def test_status_online_then_lwt_offline_when_killed(broker: Mosquitto, tmp
         cfg = p.write(tmp_path / "gw.toml")
         watcher = asyncio.create_task(watch())
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg), cwd=ROOT,
+            sys.executable, "-m", "gateway.app.cli", "run", "--config", str(cfg), cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         try:

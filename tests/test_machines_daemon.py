@@ -13,7 +13,7 @@ import pytest
 
 from firmware_sim.modbus_devices import TemperatureTransmitterSim
 from firmware_sim.mqtt_sensors import Tone, VibrationSensorSim
-from gateway.clock import iso
+from gateway.core.clock import iso
 from rules.events import Ack
 from tests.support.plant import plant
 from tests.support.procs import Mosquitto, wait_for

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import aiomqtt
 
-from gateway.clock import SystemClock
 from gateway.config import Mqtt
-from gateway.mqtt_out import MqttOut
+from gateway.core.clock import SystemClock
+from gateway.northbound.mqtt_out import MqttOut
 from tests.support.procs import Mosquitto, wait_for
 
 

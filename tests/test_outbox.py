@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from firmware_sim.ledger import ReferenceLedger
-from gateway.ledger import LedgerClient
-from gateway.outbox import STREAMS, Outbox, OutboxError, OutboxFull, State
+from gateway.ledger.client import LedgerClient
+from gateway.ledger.outbox import STREAMS, Outbox, OutboxError, OutboxFull, State
 from tests.support.ledger import hazard, permit_event, running_ledger
 from tests.support.procs import wait_for
 

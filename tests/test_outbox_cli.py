@@ -1,4 +1,4 @@
-"""`edge-gateway outbox list|retry` on a real outbox file (gateway.outbox.Outbox wrote it)."""
+"""`edge-gateway outbox list|retry` on a real outbox file (gateway.ledger.outbox.Outbox wrote it)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from gateway.outbox import Outbox, SendResult, State
-from gateway.outbox_cli import daemon_holds, outbox_list_main, outbox_path, outbox_retry_main
+from gateway.ledger.outbox import Outbox, SendResult, State
+from gateway.ledger.outbox_cli import daemon_holds, outbox_list_main, outbox_path, outbox_retry_main
 from tests.support.ledger import hazard, permit_event
 from tests.support.procs import stop_pid, wait_for
 
@@ -180,7 +180,7 @@ def test_retry_does_not_create_an_outbox(tmp_path: Path) -> None:
 
 _HOLDER = """
 import asyncio, sys
-from gateway.outbox import Outbox
+from gateway.ledger.outbox import Outbox
 async def main():
     async with Outbox(sys.argv[1]):
         print("open", flush=True)

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.clock import iso
-from gateway.daemon import Daemon
+from gateway.app.daemon import Daemon
+from gateway.core.clock import iso
 from rules.events import Ack
 from tests.support.plant import IGNITION, PERMISSIVE, Plant, plant
 from tests.support.procs import Mosquitto, wait_for

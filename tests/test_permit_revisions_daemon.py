@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from drivers.ledger.permit_codec import sign_permit
 from firmware_sim.ble_badges import MockBluezBadges
 from firmware_sim.face_terminal import FaceTerminalSim
-from gateway.auth import hash_password
-from gateway.daemon import Daemon
-from gateway.loader import load
+from gateway.app.daemon import Daemon
+from gateway.config.loader import load
+from gateway.status.auth import hash_password
 from rules.interlock_checks import FACE_HELD
 from rules.permit import PermitState
 from tests.support.bluez import bluez_with_adapter

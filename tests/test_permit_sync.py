@@ -1,6 +1,6 @@
 """Permit sync against the real reference ledger on 127.0.0.1, with the gateway's real loader.
 
-The loader (gateway.inputs.PermitLoader) verifies every document with the pinned ledger key;
+The loader (gateway.core.inputs.PermitLoader) verifies every document with the pinned ledger key;
 the sync pulls, submits, caches and, at start, re-submits the cache.
 """
 
@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivers.ledger.permit_codec import sign_permit
 from firmware_sim.ledger import ReferenceLedger
-from gateway.inputs import PermitLoader
-from gateway.ledger import LedgerClient
-from gateway.loader import engine_cfg, parse
-from gateway.permit_sync import PermitSync
+from gateway.config.loader import engine_cfg, parse
+from gateway.core.inputs import PermitLoader
+from gateway.ledger.client import LedgerClient
+from gateway.ledger.permit_sync import PermitSync
 from rules.events import Event, PermitUpdate, Rejected
 from rules.permit import PermitState
 from tests.support.ledger import permit_doc, running_ledger

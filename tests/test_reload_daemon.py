@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from gateway.daemon import Daemon
-from gateway.loader import load
+from gateway.app.daemon import Daemon
+from gateway.config.loader import load
 from tests.support.plant import PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
 

@@ -6,8 +6,8 @@ import io
 import json
 from pathlib import Path
 
-from gateway.audit import AuditLog
-from gateway.replay import audit_replay_main, decision_records
+from gateway.ledger.audit import AuditLog
+from gateway.ledger.replay import audit_replay_main, decision_records
 from rules.engine import initial, step
 from rules.events import FaceMatch, PermitUpdate, Reading, Sighting, Tick
 from tests.test_plant import BADGE, CFG, GOOD, OFFSET, WATCH, WELDER, hot_work_permit

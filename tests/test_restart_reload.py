@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.clock import iso
-from gateway.daemon import Daemon
+from gateway.app.daemon import Daemon
+from gateway.core.clock import iso
 from rules.events import Ack
 from tests.support.plant import HORN, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
@@ -64,7 +64,7 @@ async def test_sighup_bad_config_keeps_running_good_config_applies(broker: Mosqu
     async with plant(broker.port, tmp_path / "state") as p:
         cfg = p.write(tmp_path / "gw.toml")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg), cwd=ROOT,
+            sys.executable, "-m", "gateway.app.cli", "run", "--config", str(cfg), cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         try:

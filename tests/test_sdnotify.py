@@ -15,8 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.daemon import Daemon
-from gateway.sdnotify import Notifier
+from gateway.app.daemon import Daemon
+from gateway.app.sdnotify import Notifier
 from tests.support.plant import HORN, IGNITION, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
 
@@ -81,7 +81,7 @@ async def test_run_ready_watchdog_then_sigterm_stopping_exit_0_outputs_safe(brok
         env = {**os.environ, "NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "1000000"}
         env.pop("WATCHDOG_PID", None)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg), env=env,
+            sys.executable, "-m", "gateway.app.cli", "run", "--config", str(cfg), env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         try:
@@ -128,7 +128,7 @@ async def test_stuck_engine_stops_watchdog_pings_and_relay_heartbeats(
             assert not any(p.relay.coils[i] for i in (PERMISSIVE, HORN, IGNITION))
             assert [c.cause for c in p.relay.changes if c.coil == PERMISSIVE][-1] == "watchdog"
             # ... while the event loop is alive: the status server still answers, and says the truth.
-            from gateway.web import ENGINE_STALLED_S
+            from gateway.status.web import ENGINE_STALLED_S
 
             await wait_for(lambda: (d.engine_age_s() or 0) > ENGINE_STALLED_S, 5, what="engine stalled past the limit")
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{p.http_port}/healthz") as r:

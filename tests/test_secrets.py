@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from firmware_sim.face_terminal import FaceTerminalSim, write_hmac_secret
-from gateway.auth import hash_password
+from gateway.status.auth import hash_password
 from tests.support.ledger import running_ledger
 from tests.support.plant import HORN, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, mosquitto, wait_for
@@ -119,7 +119,7 @@ async def test_secrets_are_read_from_files_used_and_never_shown(
         raw["status"]["users"] = [{"user": "otto", "role": "operator", "password_hash": secret.password_hash}]
         cfg = p.write(tmp_path / "gw.toml")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "--log-level", "debug", "run", "--config", str(cfg),
+            sys.executable, "-m", "gateway.app.cli", "--log-level", "debug", "run", "--config", str(cfg),
             cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
@@ -203,8 +203,8 @@ async def test_secrets_are_read_from_files_used_and_never_shown(
 
 
 def test_face_mqtt_source_uses_the_broker_credentials(tmp_path: Path, secret: Secrets) -> None:
-    from gateway.inputs import face_gate, face_mqtt
-    from gateway.loader import parse
+    from gateway.config.loader import parse
+    from gateway.core.inputs import face_gate, face_mqtt
     from tests.support.plant import DEMO, raw_config
 
     (tmp_path / "mqtt.pw").write_text(secret.mqtt_password + "\n")

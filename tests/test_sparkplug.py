@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from gateway.sparkplug import (
+from gateway.northbound.sparkplug import (
     BD_SEQ,
     REBIRTH,
     DataType,
@@ -20,7 +20,7 @@ from gateway.sparkplug import (
     metric_value,
     set_value,
 )
-from gateway.sparkplug_pb2 import Payload  # type: ignore[attr-defined]
+from gateway.northbound.sparkplug_pb2 import Payload  # type: ignore[attr-defined]
 from tests.support.procs import Mosquitto, wait_for
 from tests.support.sparkplug_host import SparkplugHost, TcpLink
 

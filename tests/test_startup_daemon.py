@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from gateway.daemon import Daemon
-from gateway.sdnotify import Notifier
+from gateway.app.daemon import Daemon
+from gateway.app.sdnotify import Notifier
 from tests.support.plant import ROOT, Plant, plant
 from tests.support.procs import Mosquitto
 from tests.test_sdnotify import NotifySocket
@@ -106,7 +106,7 @@ async def test_the_cli_says_it_in_one_line_and_exits_1(broker: Mosquitto, tmp_pa
         cfg = p.write(tmp_path / "gw.toml")
         with port_taken(p.http_port):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway.cli", "--log-level", "error", "run", "--config", str(cfg),
+                sys.executable, "-m", "gateway.app.cli", "--log-level", "error", "run", "--config", str(cfg),
                 cwd=ROOT, env={**os.environ, "NOTIFY_SOCKET": ""},
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip

@@ -2,7 +2,7 @@
 
 Part 1 drives the real gateway: overview, loopback-only requests, live values, the
 evacuation banner, the connection-lost banner, and layout at 1024x600 and 375x667.
-Part 2 drives tests.support.browser.StubGateway (the real page + gateway.auth over a
+Part 2 drives tests.support.browser.StubGateway (the real page + gateway.status.auth over a
 controlled snapshot): login/acknowledge flows before the daemon wires the write API,
 and the sections the daemon does not publish yet (presence, permits).
 Part 3 is the condition-monitoring view (#/condition) over the stub's /api/trends/{point}:

@@ -391,7 +391,7 @@ def test_libraries_work_without_wx_memory(sandbox: list[str]) -> None:
         import numpy as np, aiohttp, serial, pymodbus, aiomqtt, structlog, pydantic
         from bleak.backends.bluezdbus import scanner
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        import gateway.daemon, rules.vibration
+        import gateway.app.daemon, rules.vibration
         k = Ed25519PrivateKey.generate()
         k.public_key().verify(k.sign(b"permit"), b"permit")
         x = np.sin(np.linspace(0, 200 * np.pi, 4096))
@@ -435,7 +435,7 @@ async def test_daemon_runs_in_the_sandbox(sandbox: list[str], broker: Mosquitto,
         env.pop("WATCHDOG_PID", None)
         errf = (tmp_path / "stderr").open("wb")  # a file, not a pipe nobody drains
         proc = await asyncio.create_subprocess_exec(
-            *sandbox, "-m", "gateway.cli", "run", "--config", str(cfg), env=env, cwd=ROOT,
+            *sandbox, "-m", "gateway.app.cli", "run", "--config", str(cfg), env=env, cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL, stderr=errf,
         )  # fmt: skip
         try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.tomlw import dumps
+from gateway.config.tomlw import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from gateway.clock import iso
+from gateway.app.daemon import Daemon
 from gateway.config import ConfigError
-from gateway.daemon import Daemon
-from gateway.loader import parse
+from gateway.config.loader import parse
+from gateway.core.clock import iso
 from rules.events import Ack
 from tests.support.plant import DEMO, PERMISSIVE, TROUBLE, plant
 from tests.support.procs import Mosquitto, wait_for

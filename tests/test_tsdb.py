@@ -1,4 +1,4 @@
-"""gateway.tsdb against a real VictoriaMetrics (and a scripted aiohttp server for HTTP statuses)."""
+"""gateway.northbound.tsdb against a real VictoriaMetrics (and a scripted aiohttp server for HTTP statuses)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway.clock import SystemClock
 from gateway.config import Tsdb
-from gateway.tsdb import PointError, TsdbWriter, encode_line, reading_point
+from gateway.core.clock import SystemClock
+from gateway.northbound.tsdb import PointError, TsdbWriter, encode_line, reading_point
 from rules.events import Quality
 from tests.support.procs import wait_for
 from tests.support.victoria import Victoria, victoria

@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.auth import hash_password
-from gateway.daemon import Daemon
+from gateway.app.daemon import Daemon
+from gateway.status.auth import hash_password
 from tests.support.plant import HORN, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
 

@@ -4,7 +4,7 @@
 - `RequestLog`: every request a page makes, to prove nothing leaves 127.0.0.1.
 - `demo_gateway()`: `edge-gateway demo` as a subprocess on free loopback ports, stopped by pid.
 - `StubGateway`: a small aiohttp app (own thread and loop) that serves the real page and
-  gateway.auth's routes over a snapshot the test controls: for login/ack flows before the
+  gateway.status.auth's routes over a snapshot the test controls: for login/ack flows before the
   daemon wires them, and for sections the daemon does not publish yet (presence, permits),
   plus GET /api/trends/{point} from test-controlled series (`trend_series`, `stub_condition`).
 """
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway.auth import BODY, SESSION, Auth, add_security_headers, hash_password, load_users
+from gateway.status.auth import BODY, SESSION, Auth, add_security_headers, hash_password, load_users
 from tests.support.procs import free_port, stop_pid, wait_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -44,7 +44,7 @@ CHROMIUM_ARGS = [
 ]
 LOOPBACK = {"127.0.0.1"}
 ROOT = Path(__file__).resolve().parents[2]
-STATIC = ROOT / "gateway" / "static"
+STATIC = ROOT / "gateway" / "status" / "static"
 
 
 def have_browser() -> bool:
@@ -122,7 +122,7 @@ def _env() -> dict[str, str]:
 
 def _cli() -> list[str]:
     exe = Path(sys.executable).parent / "edge-gateway"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "gateway.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "gateway.app.cli"]
 
 
 @contextmanager
@@ -245,7 +245,7 @@ def trend_series(
     iso: dict[str, Any] | None = None,
     limits: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """GET /api/trends/{point} as gateway.trends.TrendStore.series shapes it.
+    """GET /api/trends/{point} as gateway.core.trends.TrendStore.series shapes it.
 
     `means` holds one value per minute, oldest first, the last one in the minute before
     `end_utc`; None leaves that minute out (a gap). min/max are mean -/+ `spread`.
@@ -274,7 +274,7 @@ def trend_series(
 
 
 def stub_condition() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """A "condition" snapshot section (gateway.trends.condition_json's shape) and its trends.
+    """A "condition" snapshot section (gateway.core.trends.condition_json's shape) and its trends.
 
     Pump P-201 runs in ISO zone C since about 05:00 UTC (bearing wear), with a 2 h stop the
     night before; fan F-12 runs smoothly in zone A. Returns (section, {point: series}).
@@ -317,7 +317,7 @@ def stub_condition() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
 
 
 class StubGateway:
-    """The real page and gateway.auth over a controlled snapshot, on 127.0.0.1 in its own thread.
+    """The real page and gateway.status.auth over a controlled snapshot, on 127.0.0.1 in its own thread.
 
     `trends` maps a point to the body of GET /api/trends/{point} (absent: 404);
     `trend_status` forces an HTTP status for a point (e.g. 503); `trend_hits` lists the

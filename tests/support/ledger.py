@@ -128,8 +128,8 @@ def full_record(stream: str, seq: int = 1, **over: Any) -> dict[str, Any]:
 
 
 async def _writer(db: str, ledger: str | None, writers: int, max_records: int) -> None:
-    from gateway.ledger import LedgerClient
-    from gateway.outbox import Outbox
+    from gateway.ledger.client import LedgerClient
+    from gateway.ledger.outbox import Outbox
 
     async with Outbox(db, backoff_base_s=0.01, backoff_max_s=0.05) as ob:
         count = 0

@@ -11,8 +11,8 @@ from typing import Any
 
 from firmware_sim.modbus_devices import GasDetectorSim, RelayModuleSim
 from gateway.config import GatewayConfig
-from gateway.loader import parse
-from gateway.tomlw import dumps
+from gateway.config.loader import parse
+from gateway.config.tomlw import dumps
 from tests.support.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

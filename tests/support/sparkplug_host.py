@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 
 import aiomqtt
 
-from gateway.sparkplug import BD_SEQ, metric_value
-from gateway.sparkplug_pb2 import Payload  # type: ignore[attr-defined]
+from gateway.northbound.sparkplug import BD_SEQ, metric_value
+from gateway.northbound.sparkplug_pb2 import Payload  # type: ignore[attr-defined]
 
 _NODE_SEQ = {"NBIRTH", "NDATA", "DBIRTH", "DDATA", "DDEATH"}
 

@@ -1,4 +1,4 @@
-"""The sinks of the engine's decisions and of the readings (gateway/fanout.py runs them in order).
+"""The sinks of the engine's decisions and of the readings (gateway/core/fanout.py runs them in order).
 
 Each sink turns the same step into what its destination needs and nothing else: coils,
 log lines, MQTT topics, Sparkplug metrics, ledger records and audit lines, local state,
@@ -14,27 +14,26 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from gateway import replay
-from gateway.clock import Clock
-from gateway.tsdb import reading_point
+from gateway.core.clock import Clock
+from gateway.core.fanout import Step
+from gateway.ledger import replay
+from gateway.northbound.tsdb import reading_point
 from rules import engine
 from rules.actions import AlarmUpdate, EvacuationUpdate, HazardRecord, Note, PeopleUpdate, SetOutput
 from rules.config import SignalCfg
 from rules.events import Quality, Reading
 from rules.interlock import Checklist, ChecklistChanged, Ignition, PermitNotice
 
-from .fanout import Step
-
 if TYPE_CHECKING:
-    from gateway.metrics import Metrics
-    from gateway.mqtt_out import MqttOut
-    from gateway.outputs import OutputBank
-    from gateway.records import Records
-    from gateway.sparkplug import SparkplugNode
-    from gateway.trends import TrendStore
-    from gateway.tsdb import TsdbWriter
-    from gateway.vibration import BaselineStore
-    from gateway.web import StatusHub
+    from gateway.app.metrics import Metrics
+    from gateway.core.outputs import OutputBank
+    from gateway.core.trends import TrendStore
+    from gateway.core.vibration import BaselineStore
+    from gateway.ledger.records import Records
+    from gateway.northbound.mqtt_out import MqttOut
+    from gateway.northbound.sparkplug import SparkplugNode
+    from gateway.northbound.tsdb import TsdbWriter
+    from gateway.status.web import StatusHub
 
 log = structlog.get_logger("executor")
 

@@ -37,8 +37,8 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from gateway.clock import Clock, SystemClock, iso
-from gateway.ledger import LedgerError
+from gateway.core.clock import Clock, SystemClock, iso
+from gateway.ledger.client import LedgerError
 from rules.permit import Permit
 from rules.revision import RevisionRefusal
 
@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS permits (
 
 
 class PermitSink(Protocol):
-    """What the sync hands documents to (gateway.inputs.PermitLoader)."""
+    """What the sync hands documents to (gateway.core.inputs.PermitLoader)."""
 
     def submit(self, doc: bytes | str | dict[str, Any], source: str) -> Permit | str:
         """Verify one signed document; the permit, or the rejection reason."""
@@ -72,7 +72,7 @@ class PermitSink(Protocol):
 
 
 class PermitClient(Protocol):
-    """The part of gateway.ledger.LedgerClient the sync uses."""
+    """The part of gateway.ledger.client.LedgerClient the sync uses."""
 
     async def get_permits(self, site: str, zone: str | None = None) -> list[dict[str, Any]]: ...
 
@@ -169,8 +169,8 @@ def _signature(doc: Mapping[str, Any]) -> str:
 class PermitSync:
     """Polls the ledger for this gateway's permits and keeps an offline cache of them.
 
-    client: a started `gateway.ledger.LedgerClient` (or anything with `get_permits`);
-    loader: `gateway.inputs.PermitLoader` (anything with `submit(doc, source)`);
+    client: a started `gateway.ledger.client.LedgerClient` (or anything with `get_permits`);
+    loader: `gateway.core.inputs.PermitLoader` (anything with `submit(doc, source)`);
     zones: the zone ids this gateway serves (one GET per zone per round);
     cache_path: the SQLite cache file, e.g. ``<state dir>/permits.db``.
     On errors the next round waits `backoff_base_s`, doubling up to `backoff_max_s`

@@ -28,9 +28,9 @@ from urllib.parse import urlparse
 import aiomqtt
 import structlog
 
-from gateway.clock import Clock, iso
 from gateway.config import Mqtt
-from gateway.loader import read_secret, resolve_path
+from gateway.config.loader import read_secret, resolve_path
+from gateway.core.clock import Clock, iso
 
 log = structlog.get_logger("mqtt_out")
 

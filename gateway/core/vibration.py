@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 
 from drivers.mqtt_in import WaveformFrame
-from gateway.tsdb import TsPoint
+from gateway.northbound.tsdb import TsPoint
 from rules.condition import MachineCfg
 from rules.config import EngineCfg
 from rules.events import Event, Quality, Reading

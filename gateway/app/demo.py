@@ -18,12 +18,12 @@ import structlog
 from firmware_sim.modbus_devices import GasDetectorSim, RelayModuleSim, TemperatureTransmitterSim
 from firmware_sim.mqtt_sensors import Tone, VibrationSensorSim
 from firmware_sim.scenario import SCENARIOS, Plant, play
-from gateway.clock import iso
 from gateway.config import ConfigError, GatewayConfig
+from gateway.core.clock import iso
 from rules.events import Ack
 
 log = structlog.get_logger("demo")
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
 
 
 def _say(text: str) -> None:
@@ -67,8 +67,8 @@ def _rewire(cfg: GatewayConfig, ports: dict[str, int], http_port: int, mqtt_port
 
 
 async def demo(args: argparse.Namespace) -> int:
-    from gateway.daemon import Daemon
-    from gateway.loader import load
+    from gateway.app.daemon import Daemon
+    from gateway.config.loader import load
 
     if args.scenario not in SCENARIOS:
         print(f"--scenario: unknown {args.scenario!r}; use one of {sorted(SCENARIOS)}", file=sys.stderr)

@@ -83,7 +83,7 @@ def mqtt_mappings(cfg: GatewayConfig) -> tuple[PayloadMapping, ...]:
 
 
 def waveform_mappings(cfg: GatewayConfig) -> tuple[WaveformMapping, ...]:
-    """MQTT vibration points flagged `waveform = true`: frames for gateway/vibration.py."""
+    """MQTT vibration points flagged `waveform = true`: frames for gateway/core/vibration.py."""
     return tuple(
         WaveformMapping(topic=p.topic, signal=p.signal)
         for d in cfg.devices

@@ -18,12 +18,12 @@ from typing import Any
 
 import structlog
 
-from gateway.audit import AuditLog
-from gateway.clock import Clock
 from gateway.config import GatewayConfig
-from gateway.ledger import LedgerClient
-from gateway.loader import read_secret
-from gateway.outbox import Outbox, OutboxError, OutboxFull, State
+from gateway.config.loader import read_secret
+from gateway.core.clock import Clock
+from gateway.ledger.audit import AuditLog
+from gateway.ledger.client import LedgerClient
+from gateway.ledger.outbox import Outbox, OutboxError, OutboxFull, State
 
 log = structlog.get_logger("records")
 

@@ -17,7 +17,7 @@ Living next to a running daemon (it owns the outbox and holds ``outbox.db.lock``
   wrong. So `retry` takes the same single-owner lock the daemon takes. While the daemon
   runs it refuses (exit 1) and says to retry through the daemon instead: the status page's
   admin API, ``POST /api/outbox/retry {"id": N}``, or stop the daemon first. With the
-  daemon stopped it opens the outbox like the daemon does (`gateway.outbox.Outbox`), un-parks
+  daemon stopped it opens the outbox like the daemon does (`gateway.ledger.outbox.Outbox`), un-parks
   the record in one short transaction and releases the lock; the record is sent first in
   its stream when the daemon next starts. A daemon that starts during those few
   milliseconds finds the lock taken and fails to open its outbox (a loud records fault):
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.config import ConfigError
-from gateway.outbox import Outbox, OutboxError, State
+from gateway.ledger.outbox import Outbox, OutboxError, State
 
 __all__ = ["DEFAULT_CONFIG", "daemon_holds", "outbox_list_main", "outbox_path", "outbox_retry_main"]
 
@@ -81,7 +81,7 @@ def outbox_path(config: Path | None, db: Path | None) -> Path:
     """The outbox file: --db as given, else <state.dir>/outbox.db of the configuration."""
     if db is not None:
         return db
-    from gateway.loader import load, resolve_path
+    from gateway.config.loader import load, resolve_path
 
     path = config or DEFAULT_CONFIG
     try:

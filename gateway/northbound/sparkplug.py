@@ -1,7 +1,7 @@
 """Northbound Sparkplug B 3.0: the gateway as one edge node, one Sparkplug device per zone.
 
 Topics are `spBv1.0/{group}/{NBIRTH|NDATA|NDEATH|DBIRTH|DDATA|DDEATH}/{node}[/{device}]`,
-payloads the Sparkplug protobuf (gateway/sparkplug_b.proto). What a host application may rely on:
+payloads the Sparkplug protobuf (gateway/northbound/sparkplug_b.proto). What a host application may rely on:
 
 - Every MQTT CONNECT registers an NDEATH will (QoS 1, not retained) carrying `bdSeq`; the
   NBIRTH that follows carries the same `bdSeq`, so a host can tell which birth a death ends.
@@ -30,8 +30,8 @@ import aiomqtt
 import structlog
 from google.protobuf.message import DecodeError
 
-from gateway.mqtt_out import NO_DELAY
-from gateway.sparkplug_pb2 import Payload  # type: ignore[attr-defined]
+from gateway.northbound.mqtt_out import NO_DELAY
+from gateway.northbound.sparkplug_pb2 import Payload  # type: ignore[attr-defined]
 
 log = structlog.get_logger("sparkplug")
 

@@ -6,7 +6,7 @@ a session of a high enough role and, on every POST, the session's CSRF token in 
 
 - Passwords: `hashlib.scrypt` with a random per-user salt, stored as
   ``scrypt$n$r$p$salt_b64$hash_b64``; compared in constant time. Make one with
-  ``python -m gateway.auth`` (or `hash_password_main`).
+  ``python -m gateway.status.auth`` (or `hash_password_main`).
 - Sessions: 256-bit random tokens kept server-side (keyed by their SHA-256, so a memory
   dump shows no usable cookie) with an idle and an absolute expiry; the cookie is
   HttpOnly and SameSite=Strict (Secure when configured).
@@ -148,7 +148,7 @@ class _Hash:
 
 def _parse_hash(encoded: str, where: str = "password_hash") -> _Hash:
     parts = encoded.split("$")
-    fix = "make one with `python -m gateway.auth`"
+    fix = "make one with `python -m gateway.status.auth`"
     if len(parts) != 6 or parts[0] != "scrypt":
         raise HashFormatError(where, f"not scrypt$n$r$p$salt_b64$hash_b64; {fix}")
     try:
@@ -176,7 +176,7 @@ def verify_password(password: str, encoded: str) -> bool:
 def hash_password_main(argv: list[str] | None = None, stdin: IO[str] | None = None, out: IO[str] | None = None) -> int:
     """CLI for admins: print a password hash for the users list.
 
-    ``python -m gateway.auth`` asks twice on the terminal; ``--stdin`` reads one line
+    ``python -m gateway.status.auth`` asks twice on the terminal; ``--stdin`` reads one line
     (for scripts). Exit 0 on success, 2 on a mismatch or an empty password.
     """
     args = list(sys.argv[1:] if argv is None else argv)

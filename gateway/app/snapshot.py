@@ -10,15 +10,15 @@ import math
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from gateway.clock import iso
-from gateway.inputs import permit_json
-from gateway.sinks import checklist_json
-from gateway.trends import condition_json
+from gateway.app.sinks import checklist_json
+from gateway.core.clock import iso
+from gateway.core.inputs import permit_json
+from gateway.core.trends import condition_json
 from rules import engine, plant
 from rules.config import Severity
 
 if TYPE_CHECKING:
-    from gateway.daemon import Daemon
+    from gateway.app.daemon import Daemon
 
 ZONE_STATES = ("normal", "warning", "alarm", "evacuate")
 

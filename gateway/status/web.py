@@ -15,20 +15,20 @@ import structlog
 from aiohttp import web
 
 from drivers.face import face_routes
-from gateway.auth import BODY, SESSION, Auth, add_security_headers, load_users
-from gateway.clock import iso
-from gateway.snapshot import snapshot
+from gateway.app.snapshot import snapshot
+from gateway.core.clock import iso
+from gateway.status.auth import BODY, SESSION, Auth, add_security_headers, load_users
 from rules.events import Ack, Silence
 
 if TYPE_CHECKING:
-    from gateway.daemon import Daemon
+    from gateway.app.daemon import Daemon
 
 ENGINE_STALLED_S = 2.0
 """/healthz answers 503 when the engine loop has not ticked for this long (it ticks every
 engine.tick_s, 0.1 s by default; systemd's WatchdogSec is 5 s)."""
 
 log = structlog.get_logger("web")
-STATIC = resources.files("gateway") / "static"
+STATIC = resources.files("gateway.status") / "static"
 
 
 class StatusHub:
@@ -200,7 +200,7 @@ class StatusServer:
         return web.json_response(snapshot(self.d))
 
     async def metrics(self, request: web.Request) -> web.Response:
-        from gateway.metrics import render
+        from gateway.app.metrics import render
 
         return web.Response(
             body=render(self.d).encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}

@@ -1,7 +1,7 @@
 """The gateway's configuration model: one TOML file, validated by frozen, strict pydantic models.
 
 Field checks happen here; checks across sections (ids, references, address overlaps,
-profiles, files) happen in gateway/loader.py, which collects *every* problem so that
+profiles, files) happen in gateway/config/loader.py, which collects *every* problem so that
 `check-config` can show them all at once, each with its dotted path and a hint.
 """
 
@@ -21,7 +21,7 @@ class _Model(BaseModel):
 class Reload(StrEnum):
     """How a SIGHUP applies a change to a setting, declared beside the setting as Annotated metadata
     (`Annotated[Engine, LIVE]`); a field without one takes its section's, a section without one is
-    RESTART. gateway/reload.py derives every reload's report from these."""
+    RESTART. gateway/config/reload.py derives every reload's report from these."""
 
     LIVE = "live"
     """Applied at once: the rules' configuration is rebuilt and the engine loop reads it each cycle."""

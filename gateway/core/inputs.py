@@ -19,10 +19,10 @@ from drivers.ble.source import BleSource
 from drivers.face import FaceGate, FaceMqttSource, FaceVerifier, SeqStore, TerminalCfg, VerifierCfg, load_terminal_key
 from drivers.ledger.keys import load_ledger_public_key
 from drivers.ledger.permit_codec import canonical_json, permit_to_body, verify_permit
-from gateway import statefile
-from gateway.clock import Clock
 from gateway.config import GatewayConfig
-from gateway.loader import resolve_path
+from gateway.config.loader import resolve_path
+from gateway.core import statefile
+from gateway.core.clock import Clock
 from rules.config import EngineCfg
 from rules.events import Event, PermitUpdate, Rejected
 from rules.permit import Permit, PermitState
@@ -67,7 +67,7 @@ def face_gate(
 def face_mqtt(cfg: GatewayConfig, gate: FaceGate | None, base: Path = Path(".")) -> FaceMqttSource | None:
     if gate is None or not cfg.face.mqtt_topics:
         return None
-    from gateway.mqtt_out import broker_password, broker_tls
+    from gateway.northbound.mqtt_out import broker_password, broker_tls
 
     return FaceMqttSource(
         gate,

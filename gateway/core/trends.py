@@ -9,7 +9,7 @@ no decision depends on these charts).
 `series(point)` is the JSON for one chart: minutes oldest first, plus the ISO zone
 boundaries of a vibration point or the alarm/trip limits of a winding temperature.
 `condition_json(...)` is the snapshot's ``"condition"`` section (``{"machines": [...]}``),
-as gateway/static/app.js `machinesPanel` reads it.
+as gateway/status/static/app.js `machinesPanel` reads it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.clock import Clock
+from gateway.core.clock import Clock
 from rules.condition import MachineCfg
 from rules.events import Quality, Reading
 from rules.machines import MachinesState, machine_json
@@ -28,7 +28,7 @@ from rules.trend import Trends, minute_of
 from rules.vibration import IsoCfg, iso_zone
 
 if TYPE_CHECKING:
-    from gateway.vibration import VibrationPipeline
+    from gateway.core.vibration import VibrationPipeline
 
 
 @dataclass(frozen=True, slots=True)

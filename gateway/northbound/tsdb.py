@@ -58,7 +58,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.client.write_api_async import WriteApiAsync
 from influxdb_client.rest import ApiException
 
-from gateway.clock import Clock
+from gateway.core.clock import Clock
 
 if TYPE_CHECKING:
     from gateway.config import Tsdb
@@ -300,7 +300,7 @@ class TsdbWriter:
 
         `tuning`: batch_size, flush_interval_s, max_buffer, timeout_s, retry_min_s, retry_max_s.
         """
-        from gateway.loader import read_secret
+        from gateway.config.loader import read_secret
 
         token = read_secret(base, cfg.token_file)
         return cls(cfg.url, cfg.org, cfg.bucket, token, site=site, gateway=gateway, clock=clock, **tuning)

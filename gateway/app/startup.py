@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.mqtt_out import broker_tls
+from gateway.northbound.mqtt_out import broker_tls
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
-    from gateway.outputs import OutputBank
-    from gateway.web import StatusServer
+    from gateway.core.outputs import OutputBank
+    from gateway.status.web import StatusServer
 
 START_OUTPUTS_S = 4.0
 """Longest wait for every output to be written safe and read back at start (the whole start

@@ -1,8 +1,8 @@
 # ruff: noqa
-# Generated from gateway/sparkplug_b.proto; do not edit by hand. Regenerate with:
-#   python -m grpc_tools.protoc -Igateway --python_out=/tmp gateway/sparkplug_b.proto
-#   then save /tmp/sparkplug_b_pb2.py here as gateway/sparkplug_pb2.py with this header and
-#   its module name 'sparkplug_b_pb2' replaced by 'gateway.sparkplug_pb2' (the file is renamed).
+# Generated from gateway/northbound/sparkplug_b.proto; do not edit by hand. Regenerate with:
+#   python -m grpc_tools.protoc -Igateway --python_out=/tmp gateway/northbound/sparkplug_b.proto
+#   then save /tmp/sparkplug_b_pb2.py here as gateway/northbound/sparkplug_pb2.py with this header and
+#   its module name 'sparkplug_b_pb2' replaced by 'gateway.northbound.sparkplug_pb2' (the file is renamed).
 # Generator: grpcio-tools 1.85.1 (libprotoc 35.1, protobuf Python gencode 7.35.1);
 # runtime checked against protobuf 7.36.2. The runtime needs protobuf>=7.35.1,<8.
 # -*- coding: utf-8 -*-
@@ -35,7 +35,7 @@ DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11sparkplug_b.pr
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.sparkplug_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.northbound.sparkplug_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PAYLOAD']._serialized_start=49

@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS outbox_seq (stream TEXT PRIMARY KEY, last INTEGER NOT
 """
 
 
-from gateway.outbox_types import (  # noqa: E402 - re-exported: the public API stays here
+from gateway.ledger.outbox_types import (  # noqa: E402 - re-exported: the public API stays here
     OutboxError,
     OutboxFull,
     OutboxRecord,

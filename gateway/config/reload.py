@@ -1,6 +1,6 @@
 """What a SIGHUP changes: every changed setting, and whether it applies live or needs a restart.
 
-Derived from the `Reload` markers in gateway/config.py, so the list of "needs a restart"
+Derived from the `Reload` markers in gateway/config/models.py, so the list of "needs a restart"
 settings is never kept by hand. A list of items with ids (zones, signals, ...) is compared
 item by item; adding, removing or renaming items changes the structure, which needs a restart.
 """

@@ -22,34 +22,36 @@ import structlog
 
 from drivers.modbus import BusRegistry, ModbusSource
 from drivers.mqtt_in import MqttInput, TlsOptions
-from gateway import __version__, startup, statefile
-from gateway import sinks as sinks_
-from gateway.clock import Clock, SystemClock, iso
+from gateway import __version__
+from gateway.app import sinks as sinks_
+from gateway.app import startup
+from gateway.app.metrics import Metrics
+from gateway.app.sdnotify import Notifier, watchdog_interval_s
+from gateway.app.startup import StartFailure
 from gateway.config import ConfigError, GatewayConfig, Reload
-from gateway.fanout import FanOut, Step
-from gateway.inbox import Inbox
-from gateway.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
-from gateway.ledger import LedgerClient
-from gateway.loader import engine_cfg, read_secret, resolve_path
-from gateway.metrics import Metrics
-from gateway.mqtt_out import MqttOut, broker_password, broker_tls
-from gateway.outputs import OutputBank
-from gateway.permit_sync import PermitSync
-from gateway.records import Records
-from gateway.reload import changes as reload_changes
-from gateway.sdnotify import Notifier, watchdog_interval_s
-from gateway.specs import espresense, modbus_specs, mqtt_mappings, waveform_mappings
-from gateway.startup import StartFailure
-from gateway.trends import TrendStore, trend_points
-from gateway.vibration import BaselineStore, VibrationPipeline, analysis_point, vibration_points
-from gateway.web import StatusHub, StatusServer
+from gateway.config.loader import engine_cfg, read_secret, resolve_path
+from gateway.config.reload import changes as reload_changes
+from gateway.config.specs import espresense, modbus_specs, mqtt_mappings, waveform_mappings
+from gateway.core import statefile
+from gateway.core.clock import Clock, SystemClock, iso
+from gateway.core.fanout import FanOut, Step
+from gateway.core.inbox import Inbox
+from gateway.core.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
+from gateway.core.outputs import OutputBank
+from gateway.core.trends import TrendStore, trend_points
+from gateway.core.vibration import BaselineStore, VibrationPipeline, analysis_point, vibration_points
+from gateway.ledger.client import LedgerClient
+from gateway.ledger.permit_sync import PermitSync
+from gateway.ledger.records import Records
+from gateway.northbound.mqtt_out import MqttOut, broker_password, broker_tls
+from gateway.status.web import StatusHub, StatusServer
 from rules import engine, gas, persist
 from rules.actions import Action
 from rules.events import Event, Reading, SensorDates, Tick
 
 if TYPE_CHECKING:
-    from gateway.sparkplug import SparkplugNode
-    from gateway.tsdb import TsdbWriter
+    from gateway.northbound.sparkplug import SparkplugNode
+    from gateway.northbound.tsdb import TsdbWriter
     from rules.vibration import VibrationResult
 
 log = structlog.get_logger("daemon")
@@ -198,7 +200,7 @@ class Daemon:
 
     def _sparkplug(self) -> SparkplugNode:
         """One Sparkplug device per zone: its signals (value, quality), state, evacuation and outputs."""
-        from gateway.sparkplug import DataType, MetricDef, SparkplugNode
+        from gateway.northbound.sparkplug import DataType, MetricDef, SparkplugNode
 
         F, S, B = DataType.Float, DataType.String, DataType.Boolean
         devices: dict[str, list[MetricDef]] = {}
@@ -227,7 +229,7 @@ class Daemon:
         t = self.cfg.tsdb
         if not t.url:
             return None
-        from gateway.tsdb import TsdbWriter
+        from gateway.northbound.tsdb import TsdbWriter
 
         return TsdbWriter.from_config(
             t,
@@ -339,7 +341,7 @@ class Daemon:
         return code
 
     async def _start(self) -> StartFailure | None:
-        """Outputs safe first, then everything "ready" depends on (gateway/startup.py)."""
+        """Outputs safe first, then everything "ready" depends on (gateway/app/startup.py)."""
         failure = await startup.confirm_outputs(self.outputs, self.cfg)
         self.safe_at = self.clock.monotonic()
         failure = failure or startup.check_state_dir(self.state_dir) or startup.check_broker_tls(self.cfg, self.base)
@@ -583,10 +585,10 @@ class Daemon:
 
     def reload(self) -> None:
         """SIGHUP: re-read and validate the config, then report every changed setting as applied or
-        as needing a restart (declared on the config model, gateway/reload.py). All or nothing: a
+        as needing a restart (declared on the config model, gateway/config/reload.py). All or nothing: a
         change that needs a restart keeps the whole running configuration; an invalid file changes
         nothing. The outcome is logged and shown in /api/state (config.last_reload)."""
-        from gateway.loader import load
+        from gateway.config.loader import load
 
         if self.config_path is None:
             log.warning("config_reload_ignored", why="started without a config file")

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import aiohttp
 import structlog
 
-from gateway.outbox import SendResult
+from gateway.ledger.outbox import SendResult
 
 __all__ = ["LedgerClient", "LedgerError"]
 # Permits are verified by drivers.ledger.permit_codec.verify_permit (one canonical form for the gateway).

@@ -144,7 +144,7 @@ def replay_record(rec: Mapping[str, Any]) -> str | None:
 
 def audit_replay_main(path: str | Path, out: TextIO | None = None) -> int:
     """0: every decision replays the same; 1: a difference (the first is shown); 2: unreadable or tampered."""
-    from gateway.audit import iter_entries, verify
+    from gateway.ledger.audit import iter_entries, verify
 
     out = out or sys.stdout
     v = verify(path)

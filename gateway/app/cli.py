@@ -80,7 +80,7 @@ def summary(cfg: GatewayConfig) -> str:
 
 
 def _check_config(path: Path) -> int:
-    from gateway.loader import load
+    from gateway.config.loader import load
 
     try:
         cfg = load(path)
@@ -95,8 +95,8 @@ def _check_config(path: Path) -> int:
 
 
 def _run(path: Path, duration: float | None) -> int:
-    from gateway.daemon import Daemon, config_hash
-    from gateway.loader import load
+    from gateway.app.daemon import Daemon, config_hash
+    from gateway.config.loader import load
 
     try:
         cfg = load(path)
@@ -114,7 +114,7 @@ def _run(path: Path, duration: float | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from gateway import logs
+    from gateway.app import logs
 
     try:
         logs.setup(args.log_level)
@@ -128,25 +128,25 @@ def main(argv: list[str] | None = None) -> int:
         case "check-config":
             return _check_config(args.file)
         case "outbox":
-            from gateway.outbox_cli import outbox_list_main, outbox_retry_main
+            from gateway.ledger.outbox_cli import outbox_list_main, outbox_retry_main
 
             return (outbox_list_main if args.action == "list" else outbox_retry_main)(args.rest)
         case "audit":
             if args.action == "verify":
-                from gateway.audit import audit_verify_main
+                from gateway.ledger.audit import audit_verify_main
 
                 return audit_verify_main(args.file)
-            from gateway.replay import audit_replay_main
+            from gateway.ledger.replay import audit_replay_main
 
             return audit_replay_main(args.file)
         case "hash-password":
-            from gateway.auth import hash_password_main
+            from gateway.status.auth import hash_password_main
 
             return hash_password_main(["--stdin"] if args.stdin else [])
         case "run":
             return _run(args.config, args.duration)
         case "demo":
-            from gateway.demo import run_demo
+            from gateway.app.demo import run_demo
 
             return run_demo(args)
     return EXIT_USAGE

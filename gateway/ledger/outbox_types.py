@@ -1,4 +1,4 @@
-"""Value types and errors of the outbox (split from gateway/outbox.py to keep it readable)."""
+"""Value types and errors of the outbox (split from gateway/ledger/outbox.py to keep it readable)."""
 
 from __future__ import annotations
 
