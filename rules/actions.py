@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules.config import Severity
 from rules.interlock import ChecklistChanged, Ignition, PermitNotice
+from rules.values import Severity
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from rules.config import Severity
+from rules.values import Severity
 
 LOG_MAX = 200
 """Entries/exits kept per zone (bounded memory; the audit log keeps everything)."""

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from rules.config import Basis, Limit, Severity, SignalCfg
 from rules.events import BadReason, Quality, Reading
 from rules.exposure import Exposure
+from rules.values import Basis, Limit, Severity, SignalCfg
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rules.config import Severity, SignalCfg, ZoneKind
 from rules.events import FaceMatch
 from rules.gas import SignalState
 from rules.permit import (
@@ -38,6 +37,7 @@ from rules.permit import (
     operator,
     releases_ignition,
 )
+from rules.values import Severity, SignalCfg, ZoneKind
 
 # Check names, in the order they appear in every checklist.
 PERMIT_ACTIVE = "permit_active"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 
-from rules.config import ZoneKind
+from rules.values import ZoneKind
 
 
 class PermitType(StrEnum):

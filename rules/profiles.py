@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from rules.config import Basis, Direction, Limit, Severity
+from rules.values import Basis, Direction, Limit, Severity
 
 # Molar volume at 25 degC and 101.325 kPa (the conversion rule GB toxic limits assume).
 MOLAR_VOLUME_L = 24.45
