@@ -128,7 +128,7 @@ async def test_stuck_engine_stops_watchdog_pings_and_relay_heartbeats(
             assert not any(p.relay.coils[i] for i in (PERMISSIVE, HORN, IGNITION))
             assert [c.cause for c in p.relay.changes if c.coil == PERMISSIVE][-1] == "watchdog"
             # ... while the event loop is alive: the status server still answers, and says the truth.
-            from gateway.status.web import ENGINE_STALLED_S
+            from gateway.app.view import ENGINE_STALLED_S
 
             await wait_for(lambda: (d.engine_age_s() or 0) > ENGINE_STALLED_S, 5, what="engine stalled past the limit")
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{p.http_port}/healthz") as r:

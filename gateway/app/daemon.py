@@ -25,9 +25,9 @@ from drivers.mqtt_in import MqttInput, TlsOptions
 from gateway import __version__
 from gateway.app import sinks as sinks_
 from gateway.app import startup
-from gateway.app.metrics import Metrics
 from gateway.app.sdnotify import Notifier, watchdog_interval_s
 from gateway.app.startup import StartFailure
+from gateway.app.view import DaemonView
 from gateway.config import ConfigError, GatewayConfig, Reload
 from gateway.config.loader import engine_cfg, read_secret, resolve_path
 from gateway.config.reload import changes as reload_changes
@@ -37,6 +37,7 @@ from gateway.core.clock import Clock, SystemClock, iso
 from gateway.core.fanout import FanOut, Step
 from gateway.core.inbox import Inbox
 from gateway.core.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
+from gateway.core.metrics import Metrics
 from gateway.core.outputs import OutputBank
 from gateway.core.trends import TrendStore, trend_points
 from gateway.core.vibration import BaselineStore, VibrationPipeline, analysis_point, vibration_points
@@ -44,7 +45,8 @@ from gateway.ledger.client import LedgerClient
 from gateway.ledger.permit_sync import PermitSync
 from gateway.ledger.records import Records
 from gateway.northbound.mqtt_out import MqttOut, broker_password, broker_tls
-from gateway.status.web import StatusHub, StatusServer
+from gateway.status.view import StatusHub
+from gateway.status.web import StatusServer
 from rules import engine, gas, persist
 from rules.actions import Action
 from rules.events import Event, Reading, SensorDates, Tick
@@ -143,7 +145,7 @@ class Daemon:
         self.hub = StatusHub()
         self._save_wake = asyncio.Event()
         self.fanout = self._sinks()
-        self.web = StatusServer(self, cfg.status.bind, cfg.status.port)
+        self.web = StatusServer(DaemonView(self), cfg.status.bind, cfg.status.port)
         self.ready = False
         self.started_mono = mono()
         self.rejected_events = 0

@@ -25,7 +25,7 @@ from rules.events import Quality, Reading
 from rules.interlock import Checklist, ChecklistChanged, Ignition, PermitNotice
 
 if TYPE_CHECKING:
-    from gateway.app.metrics import Metrics
+    from gateway.core.metrics import Metrics
     from gateway.core.outputs import OutputBank
     from gateway.core.trends import TrendStore
     from gateway.core.vibration import BaselineStore
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from gateway.northbound.mqtt_out import MqttOut
     from gateway.northbound.sparkplug import SparkplugNode
     from gateway.northbound.tsdb import TsdbWriter
-    from gateway.status.web import StatusHub
+    from gateway.status.view import StatusHub
 
 log = structlog.get_logger("executor")
 

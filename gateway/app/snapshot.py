@@ -18,12 +18,12 @@ from rules import engine, plant
 from rules.config import Severity
 
 if TYPE_CHECKING:
-    from gateway.app.daemon import Daemon
+    from gateway.app.parts import Parts
 
 ZONE_STATES = ("normal", "warning", "alarm", "evacuate")
 
 
-def snapshot(d: Daemon) -> dict[str, Any]:
+def snapshot(d: Parts) -> dict[str, Any]:
     now = d.clock.monotonic()
     s, cfg = d.state, d.ecfg
     signals = []
