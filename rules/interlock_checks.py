@@ -37,6 +37,7 @@ from rules.permit import (
     operator,
     releases_ignition,
 )
+from rules.presence import ABSENT_AFTER_S
 from rules.values import Severity, SignalCfg, ZoneKind
 
 # Check names, in the order they appear in every checklist.
@@ -89,7 +90,7 @@ class HotWorkCfg:
     fresh face is needed. A plant that wants periodic re-verification sets this (e.g. 3600)."""
     face_presence_s: float = 60.0
     """...and the operator's badge seen in the zone at most this long before/after that face event."""
-    presence_fresh_s: float = 10.0
+    presence_fresh_s: float = ABSENT_AFTER_S
     """A person counts as present when their badge was seen in the zone less than this long ago
     (presence `absent_after_s`)."""
     gas_test_validity_s: float = 1800.0

@@ -31,6 +31,10 @@ from types import MappingProxyType
 
 from rules.events import Event, ReceiverStatus, Sighting, Tick
 
+ABSENT_AFTER_S = 10.0
+"""Default of `PresenceCfg.absent_after_s`, also how fresh the hot-work interlock wants a badge
+sighting (`HotWorkCfg.presence_fresh_s`): one figure, so the two agree unless configured apart."""
+
 
 def _no_links() -> Mapping[str, Link]:
     return MappingProxyType({})
@@ -52,7 +56,7 @@ class PresenceCfg:
     """A candidate zone must be at least this much stronger than the current zone (dB)."""
     switch_hold_s: float = 3.0
     """...continuously for at least this long before the badge switches."""
-    absent_after_s: float = 10.0
+    absent_after_s: float = ABSENT_AFTER_S
     """No sighting by an up receiver of the badge's zone for this long -> UNKNOWN."""
     forget_after_s: float = 600.0
     """An UNKNOWN badge unheard for this long is dropped from the state (bounds memory)."""

@@ -12,23 +12,37 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
-from rules.values import Basis, Direction, Limit, Severity
+from rules.values import Basis, Direction, Limit, Quantity, Severity
 
 # Molar volume at 25 degC and 101.325 kPa (the conversion rule GB toxic limits assume).
 MOLAR_VOLUME_L = 24.45
 MOLECULAR_WEIGHT = {"h2s": 34.08, "co": 28.01}
 
+
+class Profile(StrEnum):
+    """The threshold profiles a site, or one signal, can select (`PROFILES`)."""
+
+    OSHA = "osha"
+    """OSHA/NIOSH/ACGIH figures: the default."""
+    GB = "gb"
+    """GB/T 50493-2019 and GB 30871-2022 (marked [verify] in DOMAIN.md)."""
+
+
+DEFAULT_PROFILE = Profile.OSHA
+"""The profile of a site that names none."""
+
 UNITS: Mapping[str, tuple[str, ...]] = {
-    "o2": ("%vol",),
-    "lel": ("%LEL",),
-    "h2s": ("ppm", "mg/m3"),
-    "co": ("ppm", "mg/m3"),
-    "temperature": ("degC",),
-    "vibration": ("mm/s",),
-    "current": ("mA",),
+    Quantity.O2: ("%vol",),
+    Quantity.LEL: ("%LEL",),
+    Quantity.H2S: ("ppm", "mg/m3"),
+    Quantity.CO: ("ppm", "mg/m3"),
+    Quantity.TEMPERATURE: ("degC",),
+    Quantity.VIBRATION: ("mm/s",),
+    Quantity.CURRENT: ("mA",),
 }
-"""Units accepted per quantity; the first is the canonical unit profiles are written in."""
+"""Units accepted per quantity (every `Quantity`); the first is the canonical unit profiles are written in."""
 
 
 def ppm_to_mg_m3(quantity: str, ppm: float) -> float:
@@ -147,7 +161,8 @@ GB: Mapping[str, QuantityProfile] = {
     ),
 }
 
-PROFILES: Mapping[str, Mapping[str, QuantityProfile]] = {"osha": OSHA, "gb": GB}
+PROFILES: Mapping[str, Mapping[str, QuantityProfile]] = {Profile.OSHA: OSHA, Profile.GB: GB}
+"""Every `Profile`'s limits, by quantity."""
 
 
 class ProfileError(ValueError):
@@ -182,7 +197,7 @@ def resolve(
 ) -> Resolved:
     """The limits of one signal in its own unit, with per-signal overrides applied and checked."""
     if profile not in PROFILES:
-        raise ProfileError(f"unknown threshold profile {profile!r}; use one of {sorted(PROFILES)}")
+        raise ProfileError(f"unknown threshold profile {profile!r}; use one of {sorted(p.value for p in Profile)}")
     if quantity in UNITS and unit not in UNITS[quantity]:
         raise ProfileError(f"unit {unit!r} is not valid for {quantity}; use one of {list(UNITS[quantity])}")
     qp = PROFILES[profile].get(quantity)

@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.config import ConfigError, GatewayConfig, Machine, Problem
-from rules.condition import InsulationClass, MachineCfg
-from rules.config import EngineCfg, OutputCfg, OutputKind, SignalCfg, ZoneCfg, ZoneKind
+from rules.condition import MachineCfg
+from rules.config import EngineCfg, OutputCfg, OutputKind, Quantity, SignalCfg, ZoneCfg, ZoneKind
 from rules.confined import Roster
 from rules.interlock import HotWorkCfg
 from rules.presence import PresenceCfg
@@ -28,6 +28,7 @@ _HINTS = {
     "extra_forbidden": "remove it, or check its spelling against config/example-plant.toml",
     "missing": "add it; see config/example-plant.toml",
     "literal_error": "use one of the values listed",
+    "enum": "use one of the values listed",
     "string_pattern_mismatch": "ids use letters, digits, '_', '-' and '.', starting with a letter or digit",
 }
 
@@ -155,7 +156,7 @@ def _references(cfg: GatewayConfig) -> list[Problem]:
         at = f"zones.{z.id}"
         if z.entrance is not None and z.entrance not in zones:
             out.append(Problem(path=f"{at}.entrance", message=f"unknown zone {z.entrance!r}", hint=hint_zone))
-        if (z.entrants or z.attendant or z.entrance) and z.kind != "confined_space":
+        if (z.entrants or z.attendant or z.entrance) and z.kind is not ZoneKind.CONFINED_SPACE:
             out.append(Problem(path=at, message="entrance, entrants and attendant are for confined spaces"))
         for who in (*z.entrants, *([z.attendant] if z.attendant else [])):
             if who not in people:
@@ -265,17 +266,21 @@ def _signals(cfg: GatewayConfig) -> list[Problem]:
             out.append(
                 Problem(
                     path=f"{at}.unit",
-                    message=f"unknown unit {s.unit!r} for {s.quantity}",
+                    message=f"unknown unit {s.unit!r} for {s.quantity.value}",
                     hint=f"use {UNITS[s.quantity]}",
                 )
             )
             continue
-        confined = s.zone in zones and zones[s.zone].kind == "confined_space"
+        confined = s.zone in zones and zones[s.zone].kind is ZoneKind.CONFINED_SPACE
         try:
             resolve(s.profile or cfg.site.profile, s.quantity, s.unit, confined=confined, overrides=s.thresholds)
         except ProfileError as exc:
             out.append(Problem(path=f"{at}.thresholds", message=str(exc), hint="see DOMAIN defaults in README"))
     return out
+
+
+_PERMISSIVES = frozenset({OutputKind.GAS_PERMISSIVE, OutputKind.IGNITION, OutputKind.MACHINE_RUN})
+"""Outputs that permit something: safe is their inactive (not permitted) state."""
 
 
 def _outputs(cfg: GatewayConfig) -> list[Problem]:
@@ -301,15 +306,15 @@ def _outputs(cfg: GatewayConfig) -> list[Problem]:
         if key in coils:
             out.append(Problem(path=f"{at}.coil", message=f"coil {o.coil} on {o.device} is also {coils[key]}"))
         coils[key] = o.id
-        if o.kind in ("gas_permissive", "ignition", "machine_run") and o.safe != (not o.active_energized):
+        if o.kind in _PERMISSIVES and o.safe != (not o.active_energized):
             out.append(
                 Problem(
                     path=f"{at}.safe",
-                    message=f"a {o.kind} output's safe state must be its inactive state (not permitted)",
+                    message=f"a {o.kind.value} output's safe state must be its inactive state (not permitted)",
                     hint="set safe = false with active_energized = true (de-energize to trip)",
                 )
             )
-        if o.kind == "trouble" and (o.safe or not o.active_energized):
+        if o.kind is OutputKind.TROUBLE and (o.safe or not o.active_energized):
             out.append(
                 Problem(
                     path=f"{at}.safe",
@@ -334,17 +339,21 @@ def _machines(cfg: GatewayConfig) -> list[Problem]:
         if m.id in signals or m.id in ("outputs", "*"):
             out.append(Problem(path=f"{at}.id", message="also a signal id (or reserved)", hint="acks name either"))
         for name, sid, quantity in (
-            ("vibration_signal", m.vibration_signal, "vibration"),
-            ("temperature_signal", m.temperature_signal, "temperature"),
+            ("vibration_signal", m.vibration_signal, Quantity.VIBRATION),
+            ("temperature_signal", m.temperature_signal, Quantity.TEMPERATURE),
         ):
             sig = signals.get(sid)
             if sig is None:
                 out.append(Problem(path=f"{at}.{name}", message=f"unknown signal {sid!r}", hint="add [[signals]]"))
-            elif sig.quantity != quantity:
-                out.append(Problem(path=f"{at}.{name}", message=f"{sid!r} is a {sig.quantity} signal, not {quantity}"))
+            elif sig.quantity is not quantity:
+                out.append(
+                    Problem(
+                        path=f"{at}.{name}", message=f"{sid!r} is a {sig.quantity.value} signal, not {quantity.value}"
+                    )
+                )
         if m.stop_output is not None:
             o = outputs.get(m.stop_output)
-            if o is None or o.kind != "machine_run":
+            if o is None or o.kind is not OutputKind.MACHINE_RUN:
                 out.append(
                     Problem(
                         path=f"{at}.stop_output",
@@ -358,7 +367,7 @@ def _machines(cfg: GatewayConfig) -> list[Problem]:
             out.append(Problem(path=at, message=str(exc)))
     named = {m.stop_output for m in cfg.machines}
     for o in cfg.outputs:
-        if o.kind == "machine_run" and o.id not in named:
+        if o.kind is OutputKind.MACHINE_RUN and o.id not in named:
             out.append(
                 Problem(
                     path=f"outputs.{o.id}",
@@ -369,7 +378,9 @@ def _machines(cfg: GatewayConfig) -> list[Problem]:
     for d in cfg.devices:
         for p in d.points:
             if p.waveform and (
-                d.transport != "mqtt" or signals.get(p.signal) is None or signals[p.signal].quantity != "vibration"
+                d.transport != "mqtt"
+                or signals.get(p.signal) is None
+                or signals[p.signal].quantity is not Quantity.VIBRATION
             ):
                 out.append(
                     Problem(
@@ -390,7 +401,7 @@ def machine_cfg(cfg: GatewayConfig, m: Machine) -> MachineCfg:
         vibration_signal=m.vibration_signal,
         temperature_signal=m.temperature_signal,
         iso=IsoCfg(group=m.group, foundation=m.foundation),
-        insulation=InsulationClass(m.insulation),
+        insulation=m.insulation,
         rate_of_rise_k_per_min=m.rate_of_rise_k_per_min,
         stop_output=m.stop_output,
         baseline=BaselineCfg(learn_count=m.baseline_learn_count),
@@ -437,7 +448,7 @@ def dedupe(problems: list[Problem]) -> list[Problem]:
 
 def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
     """Translate the validated config into the pure rules' config."""
-    zones = {z.id: ZoneCfg(z.id, ZoneKind(z.kind), z.name, z.max_occupancy) for z in cfg.zones}
+    zones = {z.id: ZoneCfg(z.id, z.kind, z.name, z.max_occupancy) for z in cfg.zones}
     signals = {}
     for s in cfg.signals:
         src = cfg.source_of(s.id)
@@ -450,7 +461,7 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
         )
         signals[s.id] = SignalCfg(
             id=s.id,
-            quantity=s.quantity,
+            quantity=s.quantity.value,
             unit=s.unit,
             zone=s.zone,
             device=src[0].id if src else "",
@@ -460,7 +471,7 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
             over_range=r.over_range,
             under_range=r.under_range,
         )
-    outputs = {o.id: OutputCfg(o.id, OutputKind(o.kind), o.zone, o.safe, o.active_energized) for o in cfg.outputs}
+    outputs = {o.id: OutputCfg(o.id, o.kind, o.zone, o.safe, o.active_energized) for o in cfg.outputs}
     p = cfg.presence
     receivers = {r.id: r.zone for r in cfg.receivers}
     hw = cfg.hot_work
@@ -478,7 +489,7 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
             {
                 z.id: Roster(frozenset(z.entrants), z.attendant, z.max_occupancy)
                 for z in cfg.zones
-                if z.kind == "confined_space" and (z.entrants or z.attendant)
+                if z.kind is ZoneKind.CONFINED_SPACE and (z.entrants or z.attendant)
             }
         ),
         entrances=MappingProxyType({z.id: z.entrance for z in cfg.zones if z.entrance}),

@@ -7,11 +7,35 @@ profiles, files) happen in gateway/config/loader.py, which collects *every* prob
 
 from __future__ import annotations
 
+import dataclasses
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rules.condition import InsulationClass, MachineCfg
+from rules.config import STALE_AFTER_MAX_S, EngineCfg, OutputCfg, OutputKind, Quantity, ZoneCfg, ZoneKind
+from rules.interlock import HotWorkCfg
+from rules.presence import PresenceCfg
+from rules.profiles import DEFAULT_PROFILE, Profile
+from rules.vibration import BaselineCfg, Foundation, Group, IsoCfg
+
+# Every default that the rules also know is taken from the rules' own dataclasses, and every
+# choice the rules have an enum (or a Literal) for is that type: one source of truth, no copies.
+_ENGINE = EngineCfg()
+_HOT_WORK = HotWorkCfg()
+_PRESENCE = PresenceCfg(receivers={})
+_ISO = IsoCfg()
+_BASELINE = BaselineCfg()
+
+
+def _default(cls: Any, name: str) -> Any:
+    """The default of one field of a rules dataclass that cannot be built without arguments."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if f.default is dataclasses.MISSING:
+        raise TypeError(f"{cls.__name__}.{name} has no default")
+    return f.default
 
 
 class _Model(BaseModel):
@@ -40,19 +64,19 @@ class Site(_Model):
     id: Id
     gateway_id: Id
     name: str = ""
-    profile: Literal["osha", "gb"] = "osha"
+    profile: Profile = DEFAULT_PROFILE
     """Threshold profile for every signal unless the signal names its own (DOMAIN.md)."""
 
 
 class Engine(_Model):
     tick_s: Annotated[float, Field(gt=0, le=1.0)] = 0.1
     """Period of the Tick that carries time forward (staleness, countdowns); also the watchdog ping."""
-    silence_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    silence_s: Annotated[float, Field(gt=0, le=600)] = _ENGINE.silence_s
     """Silence re-arms after this (DOMAIN.md: 60 s)."""
-    hazard_dedup_s: Annotated[float, Field(ge=0, le=86400)] = 300.0
+    hazard_dedup_s: Annotated[float, Field(ge=0, le=86400)] = _ENGINE.hazard_dedup_s
     """The same hazard (zone, category, title) is reported once per this window."""
-    hazard_recur_n: Annotated[int, Field(ge=2, le=1000)] = 3
-    hazard_recur_days: Annotated[float, Field(gt=0, le=365)] = 7.0
+    hazard_recur_n: Annotated[int, Field(ge=2, le=1000)] = _ENGINE.hazard_recur_n
+    hazard_recur_days: Annotated[float, Field(gt=0, le=365)] = _ENGINE.hazard_recur_days
     """The same zone + category N times within these days escalates to "major" and "recurring"."""
     batch_max: Annotated[int, Field(ge=1, le=10_000)] = 256
     """Telemetry readings (non-gas, non-machine signals) applied in one engine step at most. Safety
@@ -65,9 +89,9 @@ class Engine(_Model):
 
 class Zone(_Model):
     id: Id
-    kind: Annotated[Literal["confined_space", "hot_work", "general"], RESTART]
-    name: str = ""
-    max_occupancy: Annotated[int, Field(ge=0)] = 0
+    kind: Annotated[ZoneKind, RESTART]
+    name: str = _default(ZoneCfg, "name")
+    max_occupancy: Annotated[int, Field(ge=0)] = _default(ZoneCfg, "max_occupancy")
     entrance: Id | None = None
     """Confined space: the zone at its entrance where the attendant must stay (default: the zone itself)."""
     entrants: tuple[Id, ...] = ()
@@ -167,10 +191,10 @@ class Device(_Model):
 
 class Signal(_Model):
     id: Id
-    quantity: Annotated[Literal["o2", "lel", "h2s", "co", "temperature", "vibration", "current"], RESTART]
+    quantity: Annotated[Quantity, RESTART]
     unit: Annotated[str, RESTART]
     zone: Annotated[Id, RESTART]
-    profile: Literal["osha", "gb"] | None = None
+    profile: Profile | None = None
     thresholds: dict[str, float] = Field(default_factory=dict)
     """Per-signal overrides by level name (e.g. {alarm1 = 8.0}) and `hot_work_max`."""
     stale_after_s: Annotated[float, Field(gt=0, le=300)] | None = None
@@ -181,12 +205,12 @@ class Output(_Model):
     id: Id
     device: Id
     coil: Annotated[int, Field(ge=0, le=65535)]
-    kind: Literal["gas_permissive", "ignition", "horn", "beacon", "machine_run", "trouble"]
+    kind: OutputKind
     zone: Id
     """The zone the output serves (a trouble output: where its lamp hangs; it reports the whole gateway)."""
-    safe: bool = False
+    safe: bool = _default(OutputCfg, "safe")
     """Coil value written at start, on shutdown and on any fault."""
-    active_energized: bool = True
+    active_energized: bool = _default(OutputCfg, "active_energized")
     feedback_input: Annotated[int, Field(ge=0, le=65535)] | None = None
     """Discrete input wired to a force-guided contact; read back instead of the coil."""
 
@@ -201,19 +225,19 @@ class Machine(_Model):
     """A `vibration` signal in mm/s (an RMS point, or a waveform point analysed here)."""
     temperature_signal: Id
     """A `temperature` signal in degC: the winding RTD / 4-20 mA transmitter."""
-    group: Literal[1, 2] = 2
+    group: Group = _ISO.group
     """ISO 10816-3 group: 1 = large machines (> 300 kW), 2 = medium (15-300 kW)."""
-    foundation: Literal["rigid", "flexible"] = "rigid"
-    insulation: Literal["B", "F", "H"] = "F"
+    foundation: Foundation = _ISO.foundation
+    insulation: InsulationClass = _default(MachineCfg, "insulation")
     """Winding insulation class: trip at the class (130/155/180 degC), alarm at the class below."""
-    rate_of_rise_k_per_min: Annotated[float, Field(gt=0, le=100)] = 5.0
+    rate_of_rise_k_per_min: Annotated[float, Field(gt=0, le=100)] = _default(MachineCfg, "rate_of_rise_k_per_min")
     stop_output: Id | None = None
     """Output id of kind machine_run: de-energized while a trip or sensor fault is latched."""
-    temperature_alarm_c: float | None = None
-    temperature_trip_c: float | None = None
-    baseline_learn_count: Annotated[int, Field(ge=1, le=100_000)] = 60
+    temperature_alarm_c: float | None = _default(MachineCfg, "temperature_alarm_c")
+    temperature_trip_c: float | None = _default(MachineCfg, "temperature_trip_c")
+    baseline_learn_count: Annotated[int, Field(ge=1, le=100_000)] = _BASELINE.learn_count
     """GOOD RMS values (zone A/B) whose median becomes the baseline (change alert at +25 %)."""
-    fault_stops_machine: bool = True
+    fault_stops_machine: bool = _default(MachineCfg, "fault_stops_machine")
     """A BAD/stale/implausible input stops the machine (the worst case); False: alert only."""
 
 
@@ -244,10 +268,10 @@ class Receiver(_Model):
 class Presence(_Model):
     """Zone logic for badges (DOMAIN.md "BLE presence")."""
 
-    alpha: Annotated[float, Field(gt=0, le=1)] = 0.3
-    switch_db: Annotated[float, Field(ge=0, le=40)] = 6.0
-    switch_hold_s: Annotated[float, Field(ge=0, le=60)] = 3.0
-    absent_after_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    alpha: Annotated[float, Field(gt=0, le=1)] = _PRESENCE.alpha
+    switch_db: Annotated[float, Field(ge=0, le=40)] = _PRESENCE.switch_db
+    switch_hold_s: Annotated[float, Field(ge=0, le=60)] = _PRESENCE.switch_hold_s
+    absent_after_s: Annotated[float, Field(gt=0, le=300)] = _PRESENCE.absent_after_s
 
 
 class FaceTerminal(_Model):
@@ -271,16 +295,16 @@ class Face(_Model):
 class HotWork(_Model):
     """Interlock timings (DOMAIN.md "Permits" and "Face identity")."""
 
-    face_window_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    face_window_s: Annotated[float, Field(gt=0, le=600)] = _HOT_WORK.face_window_s
     """Release needs the operator's face verified at most this long before (DOMAIN.md)."""
-    face_presence_s: Annotated[float, Field(gt=0, le=600)] = 60.0
-    face_hold_s: Annotated[float, Field(gt=0, le=86400)] | None = None
+    face_presence_s: Annotated[float, Field(gt=0, le=600)] = _HOT_WORK.face_presence_s
+    face_hold_s: Annotated[float, Field(gt=0, le=86400)] | None = _HOT_WORK.face_hold_s
     """How long the face that started a release holds during it; unset: the whole release (the
     operator's continuous presence in the zone keeps it bound; any lapse needs a new face)."""
-    gas_test_validity_s: Annotated[float, Field(gt=0, le=86400)] = 1800.0
-    break_retest_s: Annotated[float, Field(gt=0, le=86400)] = 3600.0
-    fire_watch_after_s: Annotated[float, Field(ge=0, le=86400)] = 1800.0
-    warn_before_s: tuple[int, ...] = (900, 300)
+    gas_test_validity_s: Annotated[float, Field(gt=0, le=86400)] = _HOT_WORK.gas_test_validity_s
+    break_retest_s: Annotated[float, Field(gt=0, le=86400)] = _HOT_WORK.break_retest_s
+    fire_watch_after_s: Annotated[float, Field(ge=0, le=86400)] = _HOT_WORK.fire_watch_after_s
+    warn_before_s: tuple[int, ...] = _HOT_WORK.warn_before_s
 
 
 class Permits(_Model):
@@ -405,7 +429,7 @@ class GatewayConfig(_Model):
         if sig.stale_after_s is not None:
             return sig.stale_after_s
         src = self.source_of(sig.id)
-        return min(3 * src[0].poll_s, 5.0) if src else 5.0
+        return min(3 * src[0].poll_s, STALE_AFTER_MAX_S) if src else STALE_AFTER_MAX_S
 
 
 class Problem(BaseModel):
