@@ -131,7 +131,7 @@ def condition_json(
     vibration: VibrationPipeline | None = None,
     trends: TrendStore | None = None,
 ) -> dict[str, Any]:
-    """The snapshot's "condition" section: {"machines": [...]} (app.js machinesPanel).
+    """The snapshot's "condition" section: {"machines": [...]} (zones.js machinesPanel).
 
     Per machine: scalars the page lists ("level" as the tag; "stopped", "rms_mm_s",
     "iso_zone", "temperature_c", "baseline_mm_s", "crest_factor", "peak_hz"), and objects
