@@ -9,7 +9,7 @@ no decision depends on these charts).
 `series(point)` is the JSON for one chart: minutes oldest first, plus the ISO zone
 boundaries of a vibration point or the alarm/trip limits of a winding temperature.
 `condition_json(...)` is the snapshot's ``"condition"`` section (``{"machines": [...]}``),
-as gateway/status/static/app.js `machinesPanel` reads it.
+as gateway/status/static/zones.js `machinesPanel` reads it.
 """
 
 from __future__ import annotations
