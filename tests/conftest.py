@@ -3,8 +3,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from tests.support.procs import Mosquitto, mosquitto
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Log as the daemon does on a console (gateway.app.logs), with plain tracebacks: structlog's
+    default renders them with rich and every local variable, which can hold the event loop for
+    over a second and trip a simulated relay module's 1 s watchdog in the middle of a test."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        cache_logger_on_first_use=False,
+    )
 
 
 @pytest.fixture
