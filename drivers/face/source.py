@@ -147,12 +147,14 @@ class FaceGate:
         )
 
     async def _save(self) -> None:
-        assert self._store is not None
+        store = self._store
+        if store is None:
+            return
         async with self._save_lock:
             # Read the state inside the lock: the last save to finish writes the newest state.
             state = dict(self._verifier.last_seq)
             try:
-                await asyncio.to_thread(self._store.save, state)
+                await asyncio.to_thread(store.save, state)
             except SeqStateError as exc:
                 # The replay window after a lost state is bounded by the skew; keep serving.
                 if not self._save_failing:
@@ -160,7 +162,7 @@ class FaceGate:
                 self._save_failing = True
                 return
             if self._save_failing:
-                log.info("face_seq_save_recovered", path=str(self._store.path))
+                log.info("face_seq_save_recovered", path=str(store.path))
             self._save_failing = False
 
 

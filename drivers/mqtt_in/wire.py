@@ -23,7 +23,7 @@ import ssl
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 MAX_PACKET: Final = 32 * 1024 * 1024
 """Largest packet accepted (a 1.5 MB waveform frame fits with room)."""
@@ -104,8 +104,7 @@ class _Protocol(asyncio.Protocol):
 
     # -- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection's is always one
 
     def data_received(self, data: bytes) -> None:
         self.last_heard = asyncio.get_running_loop().time()
@@ -251,7 +250,8 @@ class Connection:
                     ssl=tls,
                     server_hostname=host if tls is not None else None,
                 )
-                assert proto.transport is not None
+                if proto.transport is None:
+                    raise ConnectionError(f"mqtt {host}:{port}: connected without a transport")
                 sock = proto.transport.get_extra_info("socket")
                 if sock is not None:  # PUBACKs and pings are tiny: never hold them back (Nagle)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

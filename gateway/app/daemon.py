@@ -307,7 +307,7 @@ class Daemon:
                 code = 1
                 return code
             tasks = asyncio.create_task(self._supervisor(), name="supervisor[main]")
-            stopper = asyncio.create_task(self._stopper(duration), name="stopper[main]")
+            stopper = asyncio.create_task(self._stopper(self._stop, duration), name="stopper[main]")
             await asyncio.wait({tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if tasks.done():
                 stopper.cancel()
@@ -417,11 +417,10 @@ class Daemon:
                 frames = [f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in t.get_stack(limit=8)]
                 log.error("task_stuck_on_stop", task=t.get_name(), frames=frames)
 
-    async def _stopper(self, duration: float | None) -> None:
-        assert self._stop is not None
+    async def _stopper(self, stop: asyncio.Event, duration: float | None) -> None:
         try:
             async with asyncio.timeout(duration):
-                await self._stop.wait()
+                await stop.wait()
         except TimeoutError:
             log.info("duration_elapsed", seconds=duration)
 

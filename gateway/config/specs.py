@@ -66,7 +66,8 @@ def mqtt_mappings(cfg: GatewayConfig) -> tuple[PayloadMapping, ...]:
         if d.transport != "mqtt":
             continue
         for p in d.points:
-            assert p.topic is not None  # the loader refuses MQTT points without a topic
+            if p.topic is None:  # the loader refuses this already
+                raise ValueError(f"devices.{d.id}.points.{p.signal}: an MQTT point needs a topic")
             if p.waveform:
                 continue  # see waveform_mappings
             out.append(

@@ -75,12 +75,13 @@ class Records:
 
     async def run(self) -> None:
         """Write queued records durably; send outbox records to the ledger when one is configured."""
+        outbox = self.outbox
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._writer(), name="records[writer]")
-            if self.outbox is not None:
-                tg.create_task(self._parked_list(), name="records[parked]")
-            if self.cfg.ledger.url and self.outbox is not None:
-                tg.create_task(self._sender(), name="records[ledger]")
+            if outbox is not None:
+                tg.create_task(self._parked_list(outbox), name="records[parked]")
+            if self.cfg.ledger.url and outbox is not None:
+                tg.create_task(self._sender(outbox), name="records[ledger]")
 
     async def _writer(self) -> None:
         while True:
@@ -112,11 +113,10 @@ class Records:
             self._set_fault("")
         return True
 
-    async def _parked_list(self, every_s: float = 2.0) -> None:
-        assert self.outbox is not None
+    async def _parked_list(self, outbox: Outbox, every_s: float = 2.0) -> None:
         while True:
             try:
-                recs = await self.outbox.list(state=State.PARKED, limit=20)
+                recs = await outbox.list(state=State.PARKED, limit=20)
                 self.parked = [
                     {"id": r.id, "stream": r.stream, "reason": r.park_reason, "created_utc": r.created_utc}
                     for r in recs
@@ -126,15 +126,16 @@ class Records:
             await asyncio.sleep(every_s)
 
     def _append_audit(self, lines: list[dict[str, Any]]) -> None:
-        assert self.audit is not None
+        audit = self.audit
+        if audit is None:
+            raise OSError(f"the audit log in {self.state_dir} is not open")
         for line in lines:
-            self.audit.append(line)
+            audit.append(line)
 
-    async def _sender(self) -> None:
-        assert self.outbox is not None
+    async def _sender(self, outbox: Outbox) -> None:
         token = read_secret(self.base, self.cfg.ledger.token_file)
         async with LedgerClient(self.cfg.ledger.url, token=token) as client:
-            await self.outbox.run(client.send)
+            await outbox.run(client.send)
 
     async def close(self) -> None:
         """Flush what is queued (bounded), then close."""

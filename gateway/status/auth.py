@@ -542,7 +542,8 @@ class Auth:
                     log.warning("write_refused", action=action, user=who, target=target, status=refusal.status)
                     self._audit(who, has, action, target, False)
                     return refusal
-                assert s is not None
+                if s is None:  # a missing session was refused above; never treat it as a login
+                    return _json_error(401, f"{action}: log in first")
                 try:
                     self._audit(s.user, s.role.label, action, target, True)
                 except Exception as exc:  # the hook is the lead's audit log: any failure means "not recorded"

@@ -184,8 +184,8 @@ class StatusServer:
         )
         await resp.prepare(request)
         me = asyncio.current_task()
-        assert me is not None
-        self._streams.add(me)
+        if me is not None:
+            self._streams.add(me)
         try:
             await self._stream(resp)
         finally:
