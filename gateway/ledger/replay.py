@@ -19,13 +19,13 @@ from types import MappingProxyType
 from typing import Any, TextIO
 
 from rules import config as rcfg
-from rules import confined, events, exposure, gas, interlock, interlock_checks, permit, plant
+from rules import confined, events, exposure, gas, interlock, interlock_checks, permit, plant, values
 from rules.engine import EngineState
 
 # Every type that may appear in a recorded decision; nothing else is ever instantiated.
 _TYPES: dict[str, type] = {
     t.__name__: t
-    for mod in (rcfg, events, exposure, gas, interlock, interlock_checks, permit, confined)
+    for mod in (rcfg, values, events, exposure, gas, interlock, interlock_checks, permit, confined)
     for t in vars(mod).values()
     if isinstance(t, type)
     and t.__module__ == mod.__name__
