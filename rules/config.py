@@ -56,6 +56,10 @@ def _frozen(d: Mapping[str, object] | None = None) -> Mapping[str, object]:
 
 @dataclass(frozen=True, slots=True)
 class EngineCfg:
+    """The whole engine's configuration. Its references (a signal's or an output's zone, a machine's
+    signals and stop output) are consistent: the loader checks them once, with every problem's place
+    (gateway/config/loader.py `_references`), before it builds this; they are not checked again here."""
+
     signals: Mapping[str, SignalCfg] = field(default_factory=_frozen)  # type: ignore[arg-type]
     zones: Mapping[str, ZoneCfg] = field(default_factory=_frozen)  # type: ignore[arg-type]
     outputs: Mapping[str, OutputCfg] = field(default_factory=_frozen)  # type: ignore[arg-type]
@@ -96,21 +100,6 @@ class EngineCfg:
         machine_signals = {sig for m in self.machines.values() for sig in (m.vibration_signal, m.temperature_signal)}
         eager = {sid for sid, s in self.signals.items() if s.quantity in GAS_QUANTITIES} | machine_signals
         object.__setattr__(self, "eager", frozenset(eager))
-        for sid, s in self.signals.items():
-            if s.zone not in self.zones:
-                raise ValueError(f"signals.{sid}.zone: unknown zone {s.zone!r}")
-        for oid, o in self.outputs.items():
-            if o.zone not in self.zones:
-                raise ValueError(f"outputs.{oid}.zone: unknown zone {o.zone!r}")
-        for mid, m in self.machines.items():
-            if m.zone not in self.zones:
-                raise ValueError(f"machines.{mid}.zone: unknown zone {m.zone!r}")
-            for sig in (m.vibration_signal, m.temperature_signal):
-                if sig not in self.signals:
-                    raise ValueError(f"machines.{mid}: unknown signal {sig!r}")
-            out = self.outputs.get(m.stop_output) if m.stop_output is not None else None
-            if m.stop_output is not None and (out is None or out.kind is not OutputKind.MACHINE_RUN):
-                raise ValueError(f"machines.{mid}.stop_output: {m.stop_output!r} is not a machine_run output")
 
     def signals_in(self, zone: str) -> tuple[SignalCfg, ...]:
         return self.by_zone.get(zone, ())

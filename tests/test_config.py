@@ -14,7 +14,9 @@ import pytest
 
 from gateway.config import ConfigError
 from gateway.config.loader import engine_cfg, load, parse
-from rules.config import Severity
+from rules.config import EngineCfg, Severity
+from rules.interlock import HotWorkCfg
+from rules.presence import PresenceCfg
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "config" / "demo.toml"
@@ -106,6 +108,30 @@ def _bad_id(r: dict[str, Any]) -> None:
     r["zones"][1]["id"] = "bay 2!"
 
 
+def _bad_zone_kind(r: dict[str, Any]) -> None:
+    r["zones"][0]["kind"] = "tank"
+
+
+def _machine(r: dict[str, Any]) -> dict[str, Any]:
+    return next(m for m in r["machines"] if m["id"] == "p201")
+
+
+def _machine_unknown_zone(r: dict[str, Any]) -> None:
+    _machine(r)["zone"] = "pump-room-9"
+
+
+def _machine_unknown_signal(r: dict[str, Any]) -> None:
+    _machine(r)["vibration_signal"] = "p201_vib_9"
+
+
+def _machine_stop_not_machine_run(r: dict[str, Any]) -> None:
+    _machine(r)["stop_output"] = "t101_horn"
+
+
+def _warnings_the_interlock_refuses(r: dict[str, Any]) -> None:
+    r["hot_work"] = {"warn_before_s": [300, 300]}
+
+
 CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("duplicate zone id", _dup_zone, "zones.tank-t101", "duplicate id"),
     ("unknown zone referenced", _unknown_zone, "signals.t101_o2.zone", "unknown zone 'tank-t999'"),
@@ -125,6 +151,11 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("RTU without a serial port", _rtu_without_port, "devices.gas-t101.serial_port", "needs a serial_port"),
     ("non-positive poll period", _negative_poll, "devices.gas-t101.poll_s", "greater than 0"),
     ("id with spaces", _bad_id, "zones.bay 2!.id", "pattern"),
+    ("zone kind not a ZoneKind", _bad_zone_kind, "zones.tank-t101.kind", "'confined_space', 'hot_work' or 'general'"),
+    ("machine in unknown zone", _machine_unknown_zone, "machines.p201.zone", "unknown zone 'pump-room-9'"),
+    ("machine on unknown signal", _machine_unknown_signal, "machines.p201.vibration_signal", "unknown signal"),
+    ("machine stop output of another kind", _machine_stop_not_machine_run, "machines.p201.stop_output", "machine_run"),
+    ("hot-work timings the interlock refuses", _warnings_the_interlock_refuses, "hot_work", "distinct positive"),
 ]
 
 
@@ -147,6 +178,51 @@ def test_every_problem_is_reported_at_once() -> None:
         parse(raw, "demo.toml", DEMO.parent)
     paths = {p.path for p in info.value.problems}
     assert {"signals.t101_o2.zone", "signals.t101_h2s.unit", "outputs.t101_horn.coil"} <= paths
+
+
+def test_a_broken_reference_is_reported_once_with_its_hint() -> None:
+    raw = copy.deepcopy(base())
+    _machine_unknown_zone(raw)
+    _machine_unknown_signal(raw)
+    _machine(raw)["stop_output"] = "p201_run_9"
+    with pytest.raises(ConfigError) as info:
+        parse(raw, "demo.toml", DEMO.parent)
+    problems = [(p.path, p.message, p.hint) for p in info.value.problems]
+    assert len(problems) == len(set(problems)), problems
+    refs = [p for p in problems if p[0] in {"machines.p201.zone", "machines.p201.vibration_signal"}]
+    assert refs == [
+        ("machines.p201.zone", "unknown zone 'pump-room-9'", "known zones: ['bay-2', 'pump-room', 'tank-t101']"),
+        ("machines.p201.vibration_signal", "unknown signal 'p201_vib_9'", "add [[signals]]"),
+    ]
+    assert [p[0] for p in problems].count("machines.p201.stop_output") == 1
+
+
+def test_an_enum_value_error_keeps_the_hint() -> None:
+    raw = copy.deepcopy(base())
+    _bad_profile(raw)
+    with pytest.raises(ConfigError) as info:
+        parse(raw, "demo.toml", DEMO.parent)
+    (p,) = [p for p in info.value.problems if p.path == "site.profile"]
+    assert (p.message, p.hint) == ("Input should be 'osha' or 'gb'", "use one of the values listed")
+
+
+def test_unset_settings_get_the_rules_own_defaults() -> None:
+    """The models copy no default: a config that sets nothing gives the rules' dataclass defaults."""
+    raw = copy.deepcopy(base())
+    raw.pop("engine", None)
+    raw.pop("hot_work", None)
+    raw.pop("presence", None)
+    raw["receivers"] = [{"id": "gw-hci0", "zone": "bay-2"}]
+    ecfg = engine_cfg(parse(raw, "demo.toml", DEMO.parent))
+    rules = EngineCfg()
+    assert (ecfg.silence_s, ecfg.hazard_dedup_s, ecfg.hazard_recur_n, ecfg.hazard_recur_days) == (
+        rules.silence_s,
+        rules.hazard_dedup_s,
+        rules.hazard_recur_n,
+        rules.hazard_recur_days,
+    )
+    assert ecfg.hot_work == HotWorkCfg()
+    assert ecfg.presence == PresenceCfg({"gw-hci0": "bay-2"})
 
 
 @pytest.mark.parametrize("path", [DEMO, EXAMPLE], ids=["demo", "example-plant"])

@@ -111,6 +111,7 @@ def cross_check(cfg: GatewayConfig, base: Path) -> list[Problem]:
     out += _signals(cfg)
     out += _outputs(cfg)
     out += _machines(cfg)
+    out += _tuning(cfg)
     out += _files(cfg, base)
     try:
         ipaddress.ip_address(cfg.status.bind)
@@ -122,9 +123,12 @@ def cross_check(cfg: GatewayConfig, base: Path) -> list[Problem]:
 
 
 def _references(cfg: GatewayConfig) -> list[Problem]:
+    """Every id one section names in another (zone, device, signal, output, person): checked here
+    only, once, so that the other checks and the translation to the rules may rely on them."""
     zones = {z.id for z in cfg.zones}
     devices = {d.id: d for d in cfg.devices}
     signals = {s.id for s in cfg.signals}
+    outputs = {o.id for o in cfg.outputs}
     out: list[Problem] = []
     hint_zone = f"known zones: {sorted(zones)}"
     for s in cfg.signals:
@@ -166,6 +170,15 @@ def _references(cfg: GatewayConfig) -> list[Problem]:
     for t in cfg.face_terminals:
         if t.zone not in zones:
             out.append(Problem(path=f"face_terminals.{t.id}.zone", message=f"unknown zone {t.zone!r}", hint=hint_zone))
+    for m in cfg.machines:
+        at = f"machines.{m.id}"
+        if m.zone not in zones:
+            out.append(Problem(path=f"{at}.zone", message=f"unknown zone {m.zone!r}", hint=hint_zone))
+        for name, sid in (("vibration_signal", m.vibration_signal), ("temperature_signal", m.temperature_signal)):
+            if sid not in signals:
+                out.append(Problem(path=f"{at}.{name}", message=f"unknown signal {sid!r}", hint="add [[signals]]"))
+        if m.stop_output is not None and m.stop_output not in outputs:
+            out.append(_not_machine_run(m))
     if cfg.permits.dir is not None and cfg.ledger.public_key_file is None:
         out.append(
             Problem(
@@ -327,15 +340,21 @@ def _outputs(cfg: GatewayConfig) -> list[Problem]:
     return dedupe(out)
 
 
+def _not_machine_run(m: Machine) -> Problem:
+    return Problem(
+        path=f"machines.{m.id}.stop_output",
+        message=f"{m.stop_output!r} is not an output of kind machine_run",
+        hint='declare it under [[outputs]] with kind = "machine_run"',
+    )
+
+
 def _machines(cfg: GatewayConfig) -> list[Problem]:
+    """What a machine needs beyond its references (checked by `_references`)."""
     out: list[Problem] = []
-    zones = {z.id for z in cfg.zones}
     signals = {s.id: s for s in cfg.signals}
     outputs = {o.id: o for o in cfg.outputs}
     for m in cfg.machines:
         at = f"machines.{m.id}"
-        if m.zone not in zones:
-            out.append(Problem(path=f"{at}.zone", message=f"unknown zone {m.zone!r}", hint=f"known: {sorted(zones)}"))
         if m.id in signals or m.id in ("outputs", "*"):
             out.append(Problem(path=f"{at}.id", message="also a signal id (or reserved)", hint="acks name either"))
         for name, sid, quantity in (
@@ -343,24 +362,15 @@ def _machines(cfg: GatewayConfig) -> list[Problem]:
             ("temperature_signal", m.temperature_signal, Quantity.TEMPERATURE),
         ):
             sig = signals.get(sid)
-            if sig is None:
-                out.append(Problem(path=f"{at}.{name}", message=f"unknown signal {sid!r}", hint="add [[signals]]"))
-            elif sig.quantity is not quantity:
+            if sig is not None and sig.quantity is not quantity:
                 out.append(
                     Problem(
                         path=f"{at}.{name}", message=f"{sid!r} is a {sig.quantity.value} signal, not {quantity.value}"
                     )
                 )
-        if m.stop_output is not None:
-            o = outputs.get(m.stop_output)
-            if o is None or o.kind is not OutputKind.MACHINE_RUN:
-                out.append(
-                    Problem(
-                        path=f"{at}.stop_output",
-                        message=f"{m.stop_output!r} is not an output of kind machine_run",
-                        hint='declare it under [[outputs]] with kind = "machine_run"',
-                    )
-                )
+        o = outputs.get(m.stop_output) if m.stop_output is not None else None
+        if o is not None and o.kind is not OutputKind.MACHINE_RUN:
+            out.append(_not_machine_run(m))
         try:
             machine_cfg(cfg, m)
         except ValueError as exc:  # MachineCfgError / IsoCfgError: limits that cannot be right
@@ -413,6 +423,40 @@ def machine_cfg(cfg: GatewayConfig, m: Machine) -> MachineCfg:
     )
 
 
+def hot_work_cfg(cfg: GatewayConfig) -> HotWorkCfg:
+    """Translate [hot_work]; raises ValueError for timings the interlock refuses."""
+    hw = cfg.hot_work
+    return HotWorkCfg(
+        face_window_s=hw.face_window_s,
+        face_presence_s=hw.face_presence_s,
+        face_hold_s=hw.face_hold_s,
+        presence_fresh_s=cfg.presence.absent_after_s,
+        gas_test_validity_s=hw.gas_test_validity_s,
+        break_retest_s=hw.break_retest_s,
+        warn_before_s=hw.warn_before_s,
+        fire_watch_after_s=hw.fire_watch_after_s,
+    )
+
+
+def presence_cfg(cfg: GatewayConfig) -> PresenceCfg | None:
+    """Translate [presence] and the receivers (None: no receiver); raises ValueError for a tuning it refuses."""
+    p = cfg.presence
+    receivers = {r.id: r.zone for r in cfg.receivers}
+    return PresenceCfg(receivers, p.alpha, p.switch_db, p.switch_hold_s, p.absent_after_s) if receivers else None
+
+
+def _tuning(cfg: GatewayConfig) -> list[Problem]:
+    """The rules check their own tuning when it is built: build it here, so that a value they refuse is a
+    problem of this file (named by its section), not a daemon that cannot start or reload."""
+    out: list[Problem] = []
+    for path, build in (("hot_work", hot_work_cfg), ("presence", presence_cfg)):
+        try:
+            build(cfg)
+        except ValueError as exc:
+            out.append(Problem(path=path, message=str(exc)))
+    return out
+
+
 def _files(cfg: GatewayConfig, base: Path) -> list[Problem]:
     out: list[Problem] = []
     files: list[tuple[str, Path | None]] = [
@@ -447,7 +491,10 @@ def dedupe(problems: list[Problem]) -> list[Problem]:
 
 
 def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
-    """Translate the validated config into the pure rules' config."""
+    """Translate the validated config into the pure rules' config.
+
+    Only for a config `parse` accepted: its references were checked there (`_references`) and
+    are not checked again, here or in EngineCfg."""
     zones = {z.id: ZoneCfg(z.id, z.kind, z.name, z.max_occupancy) for z in cfg.zones}
     signals = {}
     for s in cfg.signals:
@@ -472,9 +519,6 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
             under_range=r.under_range,
         )
     outputs = {o.id: OutputCfg(o.id, o.kind, o.zone, o.safe, o.active_energized) for o in cfg.outputs}
-    p = cfg.presence
-    receivers = {r.id: r.zone for r in cfg.receivers}
-    hw = cfg.hot_work
     return EngineCfg(
         signals=MappingProxyType(signals),
         zones=MappingProxyType(zones),
@@ -483,7 +527,7 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
         hazard_dedup_s=cfg.engine.hazard_dedup_s,
         hazard_recur_n=cfg.engine.hazard_recur_n,
         hazard_recur_days=cfg.engine.hazard_recur_days,
-        presence=PresenceCfg(receivers, p.alpha, p.switch_db, p.switch_hold_s, p.absent_after_s) if receivers else None,
+        presence=presence_cfg(cfg),
         badges=MappingProxyType({b.beacon: b.person for b in cfg.badges}),
         rosters=MappingProxyType(
             {
@@ -504,14 +548,5 @@ def engine_cfg(cfg: GatewayConfig) -> EngineCfg:
             }
         ),
         machines=MappingProxyType({m.id: machine_cfg(cfg, m) for m in cfg.machines}),
-        hot_work=HotWorkCfg(
-            face_window_s=hw.face_window_s,
-            face_presence_s=hw.face_presence_s,
-            face_hold_s=hw.face_hold_s,
-            presence_fresh_s=p.absent_after_s,
-            gas_test_validity_s=hw.gas_test_validity_s,
-            break_retest_s=hw.break_retest_s,
-            warn_before_s=hw.warn_before_s,
-            fire_watch_after_s=hw.fire_watch_after_s,
-        ),
+        hot_work=hot_work_cfg(cfg),
     )

@@ -303,7 +303,7 @@ class HotWork(_Model):
     operator's continuous presence in the zone keeps it bound; any lapse needs a new face)."""
     gas_test_validity_s: Annotated[float, Field(gt=0, le=86400)] = _HOT_WORK.gas_test_validity_s
     break_retest_s: Annotated[float, Field(gt=0, le=86400)] = _HOT_WORK.break_retest_s
-    fire_watch_after_s: Annotated[float, Field(ge=0, le=86400)] = _HOT_WORK.fire_watch_after_s
+    fire_watch_after_s: Annotated[float, Field(gt=0, le=86400)] = _HOT_WORK.fire_watch_after_s
     warn_before_s: tuple[int, ...] = _HOT_WORK.warn_before_s
 
 
