@@ -180,7 +180,7 @@ async def test_release_drop_on_lel_walk_out_kill9_and_restart(
             p.bay.set_value("lel", 0.0)
 
             # Re-arm needs a new face; then the operator walks out: drop.
-            await asyncio.sleep(POLL_S * 3)
+            await steps_pass(p.http_port, 3 * int(POLL_S / 0.1))  # three polls' worth of engine ticks
             assert not p.relay.coils[IGNITION]
             assert await face(term, p.http_port) == 202
             await wait_for(lambda: p.relay.coils[IGNITION], 5, what="released again after a fresh face")
@@ -202,7 +202,7 @@ async def test_release_drop_on_lel_walk_out_kill9_and_restart(
             # Restart: the relay stays off until every condition holds again (a new face).
             proc = await start_daemon(cfg, bus)
             await wait_for(lambda: _ok_except_face(checklist(p.http_port)), 20, interval=0.3)
-            await asyncio.sleep(1.0)
+            await steps_pass(p.http_port, 10)  # the engine decided again with everything but the face
             assert not p.relay.coils[IGNITION]
             assert await face(term, p.http_port) == 202
             await wait_for(lambda: p.relay.coils[IGNITION], 5, what="released after restart and a new face")
@@ -218,6 +218,21 @@ async def test_release_drop_on_lel_walk_out_kill9_and_restart(
             with contextlib.suppress(asyncio.CancelledError):
                 await crew_task
         assert not p.relay.coils[IGNITION]
+
+
+async def steps_pass(port: int, n: int) -> None:
+    """`n` more engine steps of the daemon on `port` (absence proven by steps, not by time)."""
+
+    async def steps() -> int:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/api/state") as r:
+            return int((await r.json())["engine"]["steps"])
+
+    start = await steps()
+
+    async def done() -> bool:
+        return await steps() >= start + n
+
+    await wait_for(done, 10, interval=0.05, what=f"{n} engine steps")
 
 
 async def _ok_except_face(c: Any) -> bool:

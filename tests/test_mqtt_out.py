@@ -28,7 +28,8 @@ async def test_safety_messages_wait_spill_to_disk_and_arrive_in_order(broker: Mo
     got: list[int] = []
     spilled: list[bool] = []
     try:
-        await asyncio.sleep(0.5)  # the broker is away: nothing is lost meanwhile
+        # The broker is away: a connect attempt fails, and nothing is lost meanwhile.
+        await wait_for(lambda: bool(out.last_error), 10, what="a failed connect attempt")
         assert out.pending == 12 and not out.connected
         broker.restart()
         async with aiomqtt.Client("127.0.0.1", broker.port, identifier="watcher") as c:
@@ -76,7 +77,8 @@ async def test_telemetry_goes_in_rounds_latest_value_and_alarms_do_not_wait(brok
             out.state("alarm", ("z", "a"), {"severity": "alarm"}, clock.monotonic())
             await wait_for(lambda: any("/alarm/" in t for _, t, _ in seen), 5, what="alarm")
             await wait_for(lambda: sum(t.endswith("/telemetry/a") for _, t, _ in seen) >= 2, 5, what="second round")
-            await asyncio.sleep(0.6)  # nothing more may come: no new readings
+            # Nothing more can come: no reading is queued for a later round.
+            await wait_for(lambda: out.pending == 0, 5, what="nothing left to send")
         finally:
             for task in (runner, watcher):
                 task.cancel()
