@@ -8,11 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.config import Basis, Direction, Limit, Severity
+from rules.config import GAS_QUANTITIES, Basis, Direction, Limit, Quantity, Severity
 from rules.profiles import (
     GB,
     OSHA,
     PROFILES,
+    UNITS,
+    Profile,
     ProfileError,
     Resolved,
     mg_m3_to_ppm,
@@ -230,6 +232,19 @@ def test_profiles_are_in_order_as_shipped() -> None:
 
 def test_profile_tables_are_distinct_objects() -> None:
     assert PROFILES == {"osha": OSHA, "gb": GB}
+
+
+def test_every_profile_and_quantity_has_its_table() -> None:
+    """The config accepts exactly the enums' values, so each needs its entry here."""
+    assert set(PROFILES) == set(Profile)
+    assert set(UNITS) == set(Quantity)
+    for prof in PROFILES.values():
+        assert set(prof) == GAS_QUANTITIES
+
+
+def test_an_unknown_profile_names_the_known_ones() -> None:
+    with pytest.raises(ProfileError, match=r"use one of \['gb', 'osha'\]$"):
+        resolve("iso", "o2", "%vol")
 
 
 # --- properties ---
