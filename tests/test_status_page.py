@@ -119,6 +119,10 @@ def test_evacuation_banner_appears_when_o2_drops_and_clears_after_ack(demo: Demo
     banner = page.locator("#banner-evac")
     banner.wait_for(state="visible", timeout=45_000)
     assert re.search(r"EVACUATE\s+Tank T-101", banner.inner_text())
+    # The demo has no badge receiver: the headcount is unknown, never "nobody inside" (issue 17.1).
+    assert "headcount unknown (no badge receiver covers this zone)" in banner.inner_text()
+    assert "nobody" not in banner.inner_text()
+    assert "headcount unknown" in page.inner_text('.tile[data-zone="tank-t101"] .tile-people')
     assert page.get_attribute('.tile[data-zone="tank-t101"]', "data-state") == "evacuate"
     assert page.title().startswith("EVACUATE")
     # The scenario's operator acknowledges once O2 is back: the banner must go (it is not static).

@@ -16,6 +16,7 @@ import structlog
 
 from gateway.core.clock import Clock
 from gateway.core.fanout import Step
+from gateway.core.presence_truth import presence_truth
 from gateway.ledger import replay
 from gateway.northbound.tsdb import reading_point
 from rules import engine
@@ -94,7 +95,9 @@ class LogSink:
                 case HazardRecord():
                     log.warning("hazard", zone=a.zone, category=a.category, hazard_level=a.level, title=a.title)
                 case EvacuationUpdate():
-                    log.warning("evacuation", zone=a.zone, active=a.active, inside=list(a.people), reason=a.reason)
+                    presence, why = presence_truth(step.state, step.cfg, a.zone)
+                    inside: list[str] | str = list(a.people) if presence == "known" else f"unknown ({why})"
+                    log.warning("evacuation", zone=a.zone, active=a.active, inside=inside, reason=a.reason)
                 case PeopleUpdate() if a.conditions:
                     log.warning("people_conditions", zone=a.zone, conditions=dict(a.conditions), inside=list(a.inside))
                 case Ignition():
@@ -135,13 +138,14 @@ class MqttSink:
                 case AlarmUpdate():
                     m.state("alarm", (a.zone, a.signal), {"zone": a.zone, "signal": a.signal, **a.state}, now)
                 case HazardRecord():
-                    m.event("hazard", hazard_body(a, m.site, step.utc), now)
+                    m.event("hazard", hazard_body(a, step, m.site), now)
                 case EvacuationUpdate():
+                    presence, why = presence_truth(step.state, step.cfg, a.zone)
                     body = {"zone": a.zone, "active": a.active, "people_inside": [self.person(p) for p in a.people],
-                            "reason": a.reason}  # fmt: skip
+                            "presence": presence, "presence_reason": why, "reason": a.reason}  # fmt: skip
                     m.state("evacuation", (a.zone,), body, now)
                 case PeopleUpdate():
-                    self._people_alarms(a, now)
+                    self._people_alarms(step, a, now)
                 case Ignition():
                     self._interlock(step, a.permit_id, a.checklist, released=a.released)
                 case ChecklistChanged():
@@ -151,7 +155,8 @@ class MqttSink:
                 case Note(event="output_fault" | "output_fault_acknowledged"):
                     m.event("output_fault", {"event": a.event, "utc": step.utc, **dict(a.fields)}, now)
 
-    def _people_alarms(self, a: PeopleUpdate, now: float) -> None:
+    def _people_alarms(self, step: Step, a: PeopleUpdate, now: float) -> None:
+        presence, why = presence_truth(step.state, step.cfg, a.zone)
         for cond in ("attendant_absent", "over_occupancy", "unauthorized_entrant"):
             active = cond in a.conditions
             if active or self.mqtt.retained_active(self.mqtt.topic("alarm", a.zone, cond)):
@@ -161,6 +166,8 @@ class MqttSink:
                     "severity": "alarm" if active else "normal",
                     "reason": a.conditions.get(cond, ""),
                     "inside": [self.person(p) for p in a.inside],
+                    "presence": presence,
+                    "presence_reason": why,
                 }
                 self.mqtt.state("alarm", (a.zone, cond), body, now)
 
@@ -178,9 +185,12 @@ class MqttSink:
         self.mqtt.state("interlock", (pid,), body, step.now)
 
 
-def hazard_body(a: HazardRecord, site: str, utc: str) -> dict[str, Any]:
+def hazard_body(a: HazardRecord, step: Step, site: str) -> dict[str, Any]:
+    evidence = dict(a.evidence)
+    if "inside" in evidence:  # who was inside is only as good as the presence source behind it
+        evidence["presence"], evidence["presence_reason"] = presence_truth(step.state, step.cfg, a.zone)
     return {"site": site, "zone": a.zone, "category": a.category, "level": a.level, "recurring": a.recurring,
-            "title": a.title, "evidence": dict(a.evidence), "utc": utc}  # fmt: skip
+            "title": a.title, "evidence": evidence, "utc": step.utc}  # fmt: skip
 
 
 def permit_body(step: Step, pid: str, kind: str, data: Any) -> dict[str, Any]:
@@ -240,7 +250,7 @@ class RecordsSink:
         for a in step.actions:
             match a:
                 case HazardRecord():
-                    self.records.record("hazards", hazard_body(a, self.site, step.utc))
+                    self.records.record("hazards", hazard_body(a, step, self.site))
                 case Ignition():
                     decided = True
                     kind = "ignition_released" if a.released else "ignition_dropped"

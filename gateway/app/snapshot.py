@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.app.sinks import checklist_json
 from gateway.core.clock import iso
 from gateway.core.inputs import permit_json
+from gateway.core.presence_truth import presence_truth
 from gateway.core.trends import condition_json
 from rules import engine, plant
 from rules.config import Severity
@@ -114,9 +115,12 @@ def snapshot(d: Parts) -> dict[str, Any]:
         inside = plant.people_in(ps, zid, now, cfg)
         cs = ps.confined.get(zid)
         since = dict(cs.inside) if cs else {}
+        known, why = presence_truth(s, cfg, zid)
         presence_zones.append(
             {
                 "zone": zid,
+                "presence": known,
+                "presence_reason": why,
                 "inside": [
                     {
                         "person": w,

@@ -2,7 +2,7 @@
  * fault, not ready) and the header bar (site, title, link state, alarm count, who).
  */
 import { $, fmtAge, h, icon, list } from './dom.js';
-import { evacuating, personName, presenceOf } from './look.js';
+import { evacuating, headcountKnown, personName, presenceOf } from './look.js';
 import { sinceSnap, st, stale } from './state.js';
 
 export function renderBanners() {
@@ -22,7 +22,8 @@ export function renderBanners() {
           const p = presenceOf(z.id);
           if (!p) return null;
           const names = p.inside.map(personName);
-          return h('div', { class: 'evac-people', text: (z.name || z.id) + ': ' + (names.length ? names.length + ' inside: ' + names.join(', ') : 'nobody recorded inside') });
+          if (!headcountKnown(p)) return h('div', { class: 'evac-people unknown', text: (z.name || z.id) + ': headcount unknown (' + (p.presence_reason || 'no live badge receiver') + ')' + (names.length ? '; last located inside: ' + names.join(', ') : '') });
+          return h('div', { class: 'evac-people', text: (z.name || z.id) + ': ' + (names.length ? names.length + ' inside: ' + names.join(', ') : 'nobody inside') });
         })));
   }
   const out = $('banner-output');

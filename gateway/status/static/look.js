@@ -43,10 +43,13 @@ export function presenceOf(zid) {
   if (!isObj(p)) return null;
   const zones = list(p.zones ?? p);
   const z = zones.find((x) => (x.zone ?? x.id) === zid);
-  if (!z) return { inside: [], entries: null, exits: null };
+  if (!z) return { inside: [], entries: null, exits: null, presence: 'unknown', presence_reason: 'no presence data for this zone' };
   const inside = list(z.inside ?? z.people).map((x) => (typeof x === 'string' ? { person: x } : isObj(x) && 'value' in x && Object.keys(x).length === 2 ? { person: String(x.value) } : x));
   return { ...z, inside };
 }
+// Unknown is never "nobody inside": without a live badge receiver the count is unknown, and says why.
+export const headcountKnown = (p) => p.presence !== 'unknown';
+export const headcount = (p) => (headcountKnown(p) ? p.inside.length + ' inside' : 'headcount unknown');
 export const personName = (p) => p.name || p.person || p.id || p.badge || '?';
 
 export const evacuating = () => list(st.snap?.zones).some((z) => z.evacuate === true);

@@ -3,7 +3,7 @@
  * also used by the wall display.
  */
 import { fmtDuration, fmtNum, h, icon, isObj, list, num } from './dom.js';
-import { KIND, QUANTITY, permitsOf, personName, presenceOf, signalLook, signalsOf, zoneLook } from './look.js';
+import { KIND, QUANTITY, headcount, headcountKnown, permitsOf, personName, presenceOf, signalLook, signalsOf, zoneLook } from './look.js';
 import { st, stale } from './state.js';
 import { activeAlarmsPanel } from './alarms.js';
 import { outputsTable } from './devices.js';
@@ -46,7 +46,7 @@ export function zoneTile(z, opts) {
       h('span', { class: 'u', text: s.unit || '' }),
       sl.text !== 'ok' ? h('span', { class: 'flag' }, icon(sl.icon), sl.text) : null);
   })),
-  pres ? h('div', { class: 'tile-people' }, icon('person'), pres.inside.length + ' inside' + (num(pres.max) ? ' (max ' + pres.max + ')' : '')) : null,
+  pres ? h('div', { class: 'tile-people' + (headcountKnown(pres) ? '' : ' unknown'), title: pres.presence_reason || '' }, icon('person'), headcount(pres) + (num(pres.max) ? ' (max ' + pres.max + ')' : '')) : null,
   permits.map((p) => h('div', { class: 'tile-permit' }, icon('permit'), (p.id || p.permit_id) + ' ' + (p.state || ''), num(p.remaining_s) !== null ? [' · ', countdownEl(p.remaining_s)] : null)));
   return tile;
 }
@@ -120,7 +120,7 @@ export function peoplePanel(zid) {
   if (!p) return section('People inside', 'person', notConfigured('Presence'));
   const counts = [num(p.entries) !== null ? 'entries ' + p.entries : null, num(p.exits) !== null ? 'exits ' + p.exits : null, num(p.max) !== null ? 'max ' + p.max : null].filter(Boolean).join(' · ');
   return section('People inside', 'person',
-    h('p', { class: 'people-count', text: p.inside.length + ' inside' + (counts ? ' · ' + counts : '') + (stale() ? ' (stale)' : '') }),
+    h('p', { class: 'people-count' + (headcountKnown(p) ? '' : ' unknown'), text: headcount(p) + (headcountKnown(p) ? '' : ': ' + (p.presence_reason || 'no live badge receiver')) + (counts ? ' · ' + counts : '') + (stale() ? ' (stale)' : '') }),
     p.inside.length ? h('ul', { class: 'people' }, p.inside.map((x) => h('li', {}, icon('person'), h('strong', { text: personName(x) }), x.role ? ' · ' + x.role : '', num(x.since_s) !== null ? ' · inside ' + fmtDuration(x.since_s) : ''))) : null);
 }
 
