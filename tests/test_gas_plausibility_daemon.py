@@ -57,3 +57,25 @@ async def test_a_negative_gas_reading_is_bad_under_range_denies_and_latches(
         assert not p.relay.coils[PERMISSIVE]
         d.inbox.put(Ack("*", "op-1", "operator", iso(d.clock.utc()), "tank-t101"))
         await wait_for(lambda: p.relay.coils[PERMISSIVE], 5, what="permissive back after the ack")
+
+
+async def test_a_bad_signal_is_shown_as_no_value_with_its_last_good_value_and_age(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """Issue 17.1: a cut cable (no answer) or a faulted cell is "—" with the last good value, its
+    time and age; never 20.9 beside "BAD"."""
+    async with plant(broker.port, tmp_path) as p, running(p, broker) as (_d, _sub):
+        await wait_for(lambda: p.relay.coils[PERMISSIVE], 10, what="good gas")
+        good = await signal_state(p.http_port, "t101_o2")
+        assert good["value"] == 20.9 and good["last_good"]["value"] == 20.9
+        p.tank.set_drop(True)  # the detector stops answering
+        await wait_for(lambda: not p.relay.coils[PERMISSIVE], 10, what="permissive dropped on the cut cable")
+        bad = await signal_state(p.http_port, "t101_o2")
+        assert bad["quality"] == "bad" and bad["value"] is None, bad
+        assert bad["last_good"]["value"] == 20.9 and bad["last_good"]["utc"].endswith("Z")
+        before = bad["last_good"]["age_s"]
+
+        async def older() -> bool:
+            return (await signal_state(p.http_port, "t101_o2"))["last_good"]["age_s"] > before
+
+        await wait_for(older, 5, what="the age counts from the last GOOD reading")

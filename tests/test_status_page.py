@@ -130,6 +130,18 @@ def test_evacuation_banner_appears_when_o2_drops_and_clears_after_ack(demo: Demo
     assert not any(z["evacuate"] for z in _api_state(demo)["zones"])
 
 
+def test_a_bad_detector_shows_no_number_and_its_last_good_value(tmp_path: Path, page: Any) -> None:
+    """Issue 17.1: the demo's detector-fault scenario cuts the cable at 20 s: the tile shows "—"
+    and "last good 20.9 %vol at HH:MM:SS (N s ago)", never a confident 20.9 beside BAD."""
+    with demo_gateway(tmp_path, scenario="detector-fault", duration=60) as gw:
+        page.goto(gw.url)
+        item = page.locator('.tile[data-zone="tank-t101"] li[data-signal="t101_o2"]')
+        item.locator(".last-good").wait_for(state="visible", timeout=45_000)
+        text = item.inner_text()
+        assert re.search(r"last good 20\.9 %vol at \d\d:\d\d:\d\d \(", text), text
+        assert item.locator(".v").inner_text() == "—"
+
+
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1024x600", "375x667"])
 def test_layout_has_no_horizontal_overflow(demo: DemoGateway, browser: Any, viewport: dict[str, int]) -> None:
     ctx = browser.new_context(viewport=viewport, is_mobile=viewport is PHONE, has_touch=viewport is PHONE)

@@ -144,6 +144,7 @@ class Daemon:
         self.outputs.on_write = self.metrics.output_write.observe
         self.hub = StatusHub()
         self._save_wake = asyncio.Event()
+        self.last_good = sinks_.LastGoodSink()
         self.fanout = self._sinks()
         self.web = StatusServer(DaemonView(self), cfg.status.bind, cfg.status.port)
         self.ready = False
@@ -255,6 +256,7 @@ class Daemon:
         A new northbound sink is one more line here."""
         sinks: list[object] = [
             sinks_.LogSink(),
+            self.last_good,
             sinks_.MetricsSink(self.metrics),
             sinks_.TrendsSink(self.trends),
             sinks_.MqttSink(self.mqtt, lambda: self.people),

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from gateway.app.sinks import LastGoodSink
     from drivers.face import FaceGate
     from drivers.modbus import ModbusSource
     from drivers.mqtt_in import MqttInput
@@ -60,5 +61,6 @@ class Parts(Protocol):
     fanout: FanOut
     hub: StatusHub
     metrics: Metrics
+    last_good: LastGoodSink
 
     def engine_age_s(self) -> float | None: ...

@@ -308,6 +308,20 @@ class StatusSink:
         self.hub.changed()
 
 
+class LastGoodSink:
+    """The last GOOD reading of every signal (value, monotonic time), so a BAD or stale signal is
+    shown as "—" with its last good value and age, never as a confident number."""
+
+    name = "last_good"
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[float, float]] = {}
+
+    def on_reading(self, ev: Reading, sig: SignalCfg) -> None:
+        if ev.quality is Quality.GOOD:
+            self.last[ev.signal] = (ev.value, ev.at)
+
+
 class MetricsSink:
     name = "metrics"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway.app.sinks import checklist_json
@@ -34,13 +35,21 @@ def snapshot(d: Parts) -> dict[str, Any]:
         st = s.signals[sid]
         summ = st.summary(sc)
         fresh = st.fresh(now, sc)
+        good = st.good(now, sc) and not math.isnan(st.value)
+        lg = d.last_good.last.get(sid)
         signals.append(
             {
                 "id": sid,
                 "zone": sc.zone,
                 "quantity": sc.quantity,
                 "unit": sc.unit,
-                "value": None if math.isnan(st.value) else round(st.value, 3),
+                # A BAD or stale value is never shown as a number: "—" and the last good one, with its age.
+                "value": round(st.value, 3) if good else None,
+                "last_good": None if lg is None else {
+                    "value": round(lg[0], 3),
+                    "utc": iso(d.clock.utc() - timedelta(seconds=max(0.0, now - lg[1]))),
+                    "age_s": round(now - lg[1], 1),
+                },
                 "quality": st.quality.value if fresh or st.quality.value == "bad" else "stale",
                 "reason": st.reason,
                 "age_s": None if st.at is None else round(now - st.at, 2),

@@ -1,7 +1,7 @@
 /* What a zone, a signal or a person looks like, and where they sit in the snapshot.
  * Stale data is never green: every look checks the link state first.
  */
-import { isObj, list } from './dom.js';
+import { fmtAge, fmtNum, isObj, list, num } from './dom.js';
 import { st, stale } from './state.js';
 
 export const ZONE_STATES = {
@@ -46,6 +46,14 @@ export function presenceOf(zid) {
   if (!z) return { inside: [], entries: null, exits: null, presence: 'unknown', presence_reason: 'no presence data for this zone' };
   const inside = list(z.inside ?? z.people).map((x) => (typeof x === 'string' ? { person: x } : isObj(x) && 'value' in x && Object.keys(x).length === 2 ? { person: String(x.value) } : x));
   return { ...z, inside };
+}
+// A value the gateway does not trust is "—"; the last good one is shown beside it, muted, with its age.
+export function lastGoodText(sig) {
+  const lg = sig.last_good;
+  if (num(sig.value) !== null || !isObj(lg) || num(lg.value) === null) return '';
+  const at = new Date(lg.utc);
+  const when = Number.isNaN(at.getTime()) ? '' : ' at ' + at.toLocaleTimeString([], { hour12: false });
+  return 'last good ' + fmtNum(lg.value) + ' ' + (sig.unit || '') + when + ' (' + fmtAge(num(lg.age_s)) + ')';
 }
 // Unknown is never "nobody inside": without a live badge receiver the count is unknown, and says why.
 export const headcountKnown = (p) => p.presence !== 'unknown';

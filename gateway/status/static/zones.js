@@ -3,7 +3,7 @@
  * also used by the wall display.
  */
 import { fmtDuration, fmtNum, h, icon, isObj, list, num } from './dom.js';
-import { KIND, QUANTITY, headcount, headcountKnown, permitsOf, personName, presenceOf, signalLook, signalsOf, zoneLook } from './look.js';
+import { KIND, QUANTITY, headcount, headcountKnown, lastGoodText, permitsOf, personName, presenceOf, signalLook, signalsOf, zoneLook } from './look.js';
 import { st, stale } from './state.js';
 import { activeAlarmsPanel } from './alarms.js';
 import { outputsTable } from './devices.js';
@@ -44,7 +44,8 @@ export function zoneTile(z, opts) {
       h('span', { class: 'q', text: QUANTITY[s.quantity] || s.quantity || s.id }),
       h('span', { class: 'v', data: { value: s.id }, text: fmtNum(num(s.value)) }),
       h('span', { class: 'u', text: s.unit || '' }),
-      sl.text !== 'ok' ? h('span', { class: 'flag' }, icon(sl.icon), sl.text) : null);
+      sl.text !== 'ok' ? h('span', { class: 'flag' }, icon(sl.icon), sl.text) : null,
+      lastGoodText(s) ? h('span', { class: 'last-good muted', text: lastGoodText(s) }) : null);
   })),
   pres ? h('div', { class: 'tile-people' + (headcountKnown(pres) ? '' : ' unknown'), title: pres.presence_reason || '' }, icon('person'), headcount(pres) + (num(pres.max) ? ' (max ' + pres.max + ')' : '')) : null,
   permits.map((p) => h('div', { class: 'tile-permit' }, icon('permit'), (p.id || p.permit_id) + ' ' + (p.state || ''), num(p.remaining_s) !== null ? [' · ', countdownEl(p.remaining_s)] : null)));
@@ -112,6 +113,7 @@ export function gauge(sig) {
     bar,
     h('div', { class: 'scale' }, h('span', { text: String(sc.lo) }), h('span', { text: String(sc.hi) })),
     h('ul', { class: 'limits' }, list(sig.limits).map((l) => h('li', { class: 'sev-' + (l.severity || ''), text: l.name + ' ' + (l.direction === 'low' ? '≤ ' : '≥ ') + l.value + ' → ' + (l.severity || '') }))),
+    lastGoodText(sig) ? h('div', { class: 'last-good muted', text: lastGoodText(sig) }) : null,
     h('div', { class: 'gauge-foot' }, ageEl(num(sig.age_s), 'read '), sig.reason && sl.cls !== 'st-fault' ? h('span', { text: ' · ' + sig.reason }) : null));
 }
 
