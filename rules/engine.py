@@ -275,10 +275,10 @@ def _reading(s: EngineState, ev: Reading, cfg: EngineCfg, acts: list[Action]) ->
 
 
 def _tick(s: EngineState, now: float, cfg: EngineCfg, acts: list[Action]) -> EngineState:
-    assert s.started_at is not None
+    started = now if s.started_at is None else s.started_at  # step() sets it before any tick
     for sid, scfg in cfg.signals.items():
         before = s.signals[sid]
-        after = gas.on_tick(before, scfg, now, s.started_at)
+        after = gas.on_tick(before, scfg, now, started)
         if after is not before:
             s = _commit_signal(s, sid, before, after, cfg, acts)
     return s

@@ -263,7 +263,8 @@ def _num(d: Mapping[str, Any], key: str, where: str = "", required: bool = True)
 
 def _req_num(d: Mapping[str, Any], key: str, where: str = "") -> float:
     v = _num(d, key, where)
-    assert v is not None  # required=True never returns None
+    if v is None:  # required=True raises first; never let a missing number through as None
+        raise PermitFormatError(f"{where}{key}", "required")
     return v
 
 
@@ -285,7 +286,8 @@ def _time(d: Mapping[str, Any], key: str, where: str = "", required: bool = True
 
 def _req_time(d: Mapping[str, Any], key: str, where: str = "") -> float:
     v = _time(d, key, where)
-    assert v is not None
+    if v is None:
+        raise PermitFormatError(f"{where}{key}", "required")
     return v
 
 
