@@ -75,6 +75,8 @@ class ModbusSource:
         """Reason of the last failed poll ("" while up)."""
         self.health: DeviceHealth | None = None
         """The last decoded status registers, if the device has them."""
+        self.last_ok: float | None = None
+        """Clock time of the last poll the device answered (None: never)."""
         self._connect_failures = 0
         self._log = log.bind(device=spec.id, bus=self._bus.key)
 
@@ -178,6 +180,7 @@ class ModbusSource:
         if failure is None:
             self._connect_failures = 0
             self.last_reason = ""
+            self.last_ok = self._clock()
             if self.up is not True:
                 if self.up is False:
                     self._log.info("device_recovered")

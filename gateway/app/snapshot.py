@@ -107,15 +107,18 @@ def snapshot(d: Parts) -> dict[str, Any]:
         {
             "id": src.spec.id,
             "up": src.up,
+            "transport": src.spec.transport,
             "comm_errors": src.comm_errors,
             "polls": src.polls,
+            "last_seen_s": None if src.last_ok is None else round(now - src.last_ok, 1),
             "last_reason": src.last_reason,
         }
         for src in d.sources
     ] + [
-        {"id": mid, "up": m.ok, "comm_errors": m.comm_errors, "polls": None, "last_reason": ""}
+        {"id": mid, "up": m.ok, "transport": m.spec.transport, "comm_errors": m.comm_errors, "polls": None,
+         "last_seen_s": None, "last_reason": ""}  # fmt: skip
         for mid, m in d.outputs.modules.items()
-    ]
+    ] + mqtt_devices(d, now)
     safety_q, telemetry_q = d.inbox.depth()
     records = d.records.stats()
     presence_zones = []
@@ -201,3 +204,28 @@ def snapshot(d: Parts) -> dict[str, Any]:
             for t, n in sorted(d.task_restarts.items())
         ],
     }
+
+
+def mqtt_devices(d: Parts, now: float) -> list[dict[str, Any]]:
+    """Devices that publish over MQTT: up while the input is connected and their readings are fresh;
+    last seen = the newest reading of any of their signals."""
+    out = []
+    connected = any(mi.connected for mi in d.mqtt_inputs)
+    for dev in d.cfg.devices:
+        if dev.transport != "mqtt":
+            continue
+        sigs = [p.signal for p in dev.points if p.signal in d.ecfg.signals]
+        states = [(d.state.signals[sid], d.ecfg.signals[sid]) for sid in sigs]
+        seen = [st.at for st, _ in states if st.at is not None]
+        fresh = bool(states) and all(st.fresh(now, sc) for st, sc in states)
+        reasons = sorted({st.reason for st, sc in states if st.reason and not st.good(now, sc)})
+        out.append({
+            "id": dev.id,
+            "up": None if not seen else connected and fresh,
+            "transport": "mqtt",
+            "comm_errors": None,
+            "polls": None,
+            "last_seen_s": None if not seen else round(now - max(seen), 1),
+            "last_reason": ", ".join(reasons) if reasons else ("" if connected else "MQTT input not connected"),
+        })
+    return out
