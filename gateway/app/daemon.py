@@ -259,7 +259,7 @@ class Daemon:
             self.last_good,
             sinks_.MetricsSink(self.metrics),
             sinks_.TrendsSink(self.trends),
-            sinks_.MqttSink(self.mqtt, lambda: self.people),
+            sinks_.MqttSink(self.mqtt, lambda: self.people, lambda: self.state, lambda: self.ecfg.signals),
         ]
         if self.sparkplug is not None:
             sinks.append(sinks_.SparkplugSink(self.sparkplug, self.clock))

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from gateway.app.sinks import LastGoodSink
     from drivers.face import FaceGate
     from drivers.modbus import ModbusSource
     from drivers.mqtt_in import MqttInput
+    from gateway.app.sinks import LastGoodSink
     from gateway.config.models import GatewayConfig
     from gateway.core.clock import Clock
     from gateway.core.fanout import FanOut

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from gateway.northbound.sparkplug import SparkplugNode
     from gateway.northbound.tsdb import TsdbWriter
     from gateway.status.view import StatusHub
+    from rules.engine import EngineState
 
 log = structlog.get_logger("executor")
 
@@ -119,9 +120,22 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, mqtt: MqttOut, people: Callable[[], Mapping[str, str]]) -> None:
+    def __init__(
+        self,
+        mqtt: MqttOut,
+        people: Callable[[], Mapping[str, str]],
+        state: Callable[[], EngineState] | None = None,
+        signals: Callable[[], Mapping[str, SignalCfg]] | None = None,
+    ) -> None:
+        """`state` and `signals` let the sink publish each signal's retained alarm state once its
+        first reading is in (a consumer then sees every alarm topic, normal included, and no old
+        retained alarm from a previous run survives); without them it publishes on change only."""
         self.mqtt = mqtt
         self._people = people
+        self._state = state
+        self._signals = signals
+        self._first: set[str] | None = None
+        """Signals whose first reading has not been published as an alarm state yet."""
 
     def person(self, who: str) -> dict[str, str]:
         name = self._people().get(who, "")
@@ -130,13 +144,26 @@ class MqttSink:
     def on_reading(self, ev: Reading, sig: SignalCfg) -> None:
         if ev.quality is Quality.GOOD:
             self.mqtt.telemetry(ev.signal, ev.value, sig.unit, ev.at)
+        if self._state is not None and self._signals is not None:
+            if self._first is None:
+                self._first = set(self._signals())
+            if ev.signal in self._first:  # its first reading is in: say where it stands, normal included
+                self._first.discard(ev.signal)
+                st = self._state().signals[ev.signal]
+                body = {"zone": sig.zone, "signal": ev.signal, **st.summary(sig), "quality": ev.quality.value}
+                self.mqtt.state("alarm", (sig.zone, ev.signal), body, ev.at)
 
     def on_step(self, step: Step) -> None:
         m, now = self.mqtt, step.now
         for a in step.actions:
             match a:
                 case AlarmUpdate():
-                    m.state("alarm", (a.zone, a.signal), {"zone": a.zone, "signal": a.signal, **a.state}, now)
+                    if self._first is not None:
+                        self._first.discard(a.signal)
+                    st = step.state.signals.get(a.signal)
+                    quality = st.quality.value if st is not None else "bad"
+                    m.state("alarm", (a.zone, a.signal), {"zone": a.zone, "signal": a.signal, **a.state,
+                                                          "quality": quality}, now)  # fmt: skip
                 case HazardRecord():
                     m.event("hazard", hazard_body(a, step, m.site), now)
                 case EvacuationUpdate():

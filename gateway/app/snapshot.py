@@ -115,8 +115,15 @@ def snapshot(d: Parts) -> dict[str, Any]:
         }
         for src in d.sources
     ] + [
-        {"id": mid, "up": m.ok, "transport": m.spec.transport, "comm_errors": m.comm_errors, "polls": None,
-         "last_seen_s": None, "last_reason": ""}  # fmt: skip
+        {
+            "id": mid,
+            "up": m.ok,
+            "transport": m.spec.transport,
+            "comm_errors": m.comm_errors,
+            "polls": None,
+            "last_seen_s": None,
+            "last_reason": "",
+        }
         for mid, m in d.outputs.modules.items()
     ] + mqtt_devices(d, now)
     safety_q, telemetry_q = d.inbox.depth()
