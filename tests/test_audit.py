@@ -30,19 +30,16 @@ from gateway.ledger.audit import (
     iter_entries,
     verify,
 )
+from tests.support.clock import FakeClock
 
 T0 = 1_714_550_400.0  # 2024-05-01T08:00:00Z
 
 
-class Clock:
-    """Deterministic UTC clock: +1 s per read."""
-
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> float:
-        self.t += 1.0
-        return self.t
+class TickingClock(FakeClock):
+    # Special: +1 s per read, so each record the log stamps has its own, later time (2024-05-01T08:00:01Z first).
+    def time(self) -> float:
+        self.advance(1.0)
+        return super().time()
 
 
 def rec(i: int) -> dict[str, Any]:
@@ -50,7 +47,7 @@ def rec(i: int) -> dict[str, Any]:
 
 
 def make(path: Path, n: int = 5) -> Head:
-    with AuditLog(path, clock=Clock()) as log:
+    with AuditLog(path, clock=TickingClock(utc=T0).time) as log:
         for i in range(n):
             log.append(rec(i))
         return log.head
@@ -86,7 +83,7 @@ def test_append_reopen_verify(tmp_path: Path) -> None:
     p = tmp_path / "audit.jsonl"
     head = make(p, 5)
     assert head.seq == 4
-    with AuditLog(p, clock=Clock()) as log:
+    with AuditLog(p, clock=TickingClock(utc=T0).time) as log:
         assert log.head == head and log.recovered is None
         h = log.append({"kind": "decision", "inputs": [{"signal": "lel-1", "value": 3.5}], "decision": {"x": 1}})
         assert h.seq == 5
@@ -268,7 +265,7 @@ def test_torn_tail_is_truncated_with_a_record(tmp_path: Path, keep: int) -> None
     torn = ls[keep][:-20]
     put(p, [*ls[:keep], torn])
     assert verify(p).reason is VerifyReason.TORN_LINE
-    with AuditLog(p, clock=Clock()) as log:
+    with AuditLog(p, clock=TickingClock(utc=T0).time) as log:
         assert log.recovered is not None
         assert (log.recovered.offset, log.recovered.size) == (sum(map(len, ls[:keep])), len(torn))
         assert log.head.seq == keep

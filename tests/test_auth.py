@@ -28,19 +28,12 @@ from gateway.status.auth import (
     load_users,
     verify_password,
 )
+from tests.support.clock import FakeClock
 
 # Cheap scrypt cost for tests only (the default n=2**14 is ~50 ms per check).
 FAST = {"n": 2**10, "r": 8, "p": 1}
 PASSWORDS = {"vera": "viewer-pw", "otto": "operator-pw", "ada": "admin-pw"}
 ROLES = {"vera": "viewer", "otto": "operator", "ada": "admin"}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @dataclass
@@ -64,16 +57,16 @@ def _users() -> list[dict[str, str]]:
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    clock = FakeClock()
+    clock = FakeClock(mono=1000.0)
     audit: list[tuple[str, str, str, str, bool, str]] = []
     auth = Auth(
         load_users(_users()),
         audit=lambda *a: audit.append(a),
-        clock=clock,
+        clock=clock.monotonic,
         utc=lambda: "2026-01-01T00:00:00.000Z",
         idle_s=60.0,
         absolute_s=300.0,
-        limiter=LoginLimiter(max_failures=3, window_s=60.0, lockout_s=120.0, clock=clock),
+        limiter=LoginLimiter(max_failures=3, window_s=60.0, lockout_s=120.0, clock=clock.monotonic),
     )
     app = web.Application()
     add_security_headers(app)
@@ -177,27 +170,27 @@ def test_load_users_refuses_duplicates() -> None:
 
 
 def test_session_idle_and_absolute_expiry() -> None:
-    clock = FakeClock()
-    store = SessionStore(idle_s=10.0, absolute_s=25.0, clock=clock)
+    clock = FakeClock(mono=1000.0)
+    store = SessionStore(idle_s=10.0, absolute_s=25.0, clock=clock.monotonic)
     s = store.create("otto", Role.OPERATOR)
     assert s.token != s.csrf and len(s.token) >= 43
-    clock.t += 9.0
+    clock.advance(9.0)
     assert store.get(s.token) is s  # touched: idle counts again from here
-    clock.t += 9.0
+    clock.advance(9.0)
     assert store.get(s.token) is s
-    clock.t += 10.5
+    clock.advance(10.5)
     assert store.get(s.token) is None  # idle > 10 s
     s2 = store.create("otto", Role.OPERATOR)
     for _ in range(5):  # kept busy, yet the absolute limit still ends it
-        clock.t += 5.0
+        clock.advance(5.0)
         assert store.get(s2.token) is s2
-    clock.t += 5.1
+    clock.advance(5.1)
     assert store.get(s2.token) is None
     assert store.get("forged") is None and store.get(None) is None
 
 
 def test_session_store_is_bounded() -> None:
-    store = SessionStore(clock=FakeClock(), max_sessions=3)
+    store = SessionStore(clock=FakeClock(mono=1000.0).monotonic, max_sessions=3)
     first = store.create("a", Role.VIEWER)
     for _ in range(3):
         store.create("b", Role.VIEWER)
@@ -205,17 +198,17 @@ def test_session_store_is_bounded() -> None:
 
 
 def test_limiter_locks_after_failures_and_unlocks_later() -> None:
-    clock = FakeClock()
-    lim = LoginLimiter(max_failures=3, window_s=60.0, lockout_s=120.0, clock=clock)
+    clock = FakeClock(mono=1000.0)
+    lim = LoginLimiter(max_failures=3, window_s=60.0, lockout_s=120.0, clock=clock.monotonic)
     lim.failure("10.0.0.1")
-    clock.t += 61.0  # that one fell out of the window
+    clock.advance(61.0)  # that one fell out of the window
     lim.failure("10.0.0.1")
     lim.failure("10.0.0.1")
     assert lim.retry_after("10.0.0.1") == 0.0
     lim.failure("10.0.0.1")
     assert lim.retry_after("10.0.0.1") == pytest.approx(120.0)
     assert lim.retry_after("10.0.0.2") == 0.0  # per address
-    clock.t += 120.5
+    clock.advance(120.5)
     assert lim.retry_after("10.0.0.1") == 0.0
 
 
@@ -269,7 +262,7 @@ async def test_login_rate_limited_per_address(rig: Rig) -> None:
     # Locked: even the right password is not checked now.
     r = await rig.client.post("/api/login", json={"user": "otto", "password": "operator-pw"})
     assert r.status == 429 and int(r.headers["Retry-After"]) == 121
-    rig.clock.t += 121.0
+    rig.clock.advance(121.0)
     await rig.login("otto")
 
 
@@ -339,10 +332,10 @@ async def test_write_with_bad_json_is_400_after_auth(rig: Rig) -> None:
 
 async def test_session_expires_idle_then_writes_are_401(rig: Rig) -> None:
     csrf = await rig.login("otto")
-    rig.clock.t += 59.0
+    rig.clock.advance(59.0)
     r = await rig.client.post("/api/ack", json={"zone": "z"}, headers={CSRF_HEADER: csrf})
     assert r.status == 200
-    rig.clock.t += 61.0
+    rig.clock.advance(61.0)
     r = await rig.client.post("/api/ack", json={"zone": "z"}, headers={CSRF_HEADER: csrf})
     assert r.status == 401
     assert (await (await rig.client.get("/api/session")).json())["user"] is None
@@ -351,10 +344,10 @@ async def test_session_expires_idle_then_writes_are_401(rig: Rig) -> None:
 async def test_session_absolute_expiry_over_http(rig: Rig) -> None:
     csrf = await rig.login("otto")
     for _ in range(6):  # active every 50 s: idle never trips, the 300 s absolute limit does
-        rig.clock.t += 50.0
+        rig.clock.advance(50.0)
         r = await rig.client.post("/api/ack", json={"zone": "z"}, headers={CSRF_HEADER: csrf})
         assert r.status == 200
-    rig.clock.t += 1.0
+    rig.clock.advance(1.0)
     r = await rig.client.post("/api/ack", json={"zone": "z"}, headers={CSRF_HEADER: csrf})
     assert r.status == 401
 

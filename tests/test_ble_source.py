@@ -29,6 +29,7 @@ from firmware_sim.ble_badges import (
 from rules.events import Event, ReceiverStatus, Rejected, Sighting, Tick
 from rules.presence import PresenceCfg, PresenceChange, PresenceState, present_in, step, zone_of
 from tests.support.bluez import private_bluez
+from tests.support.clock import FakeClock
 from tests.support.procs import wait_for
 
 UUID = "fda50693-a4e2-4fb1-afcf-c6eb07647825"
@@ -37,16 +38,6 @@ NS, INST = bytes.fromhex("00112233445566778899"), bytes.fromhex("aabbccddeeff")
 ED_ID = f"eddystone:{NS.hex()}:{INST.hex()}"
 IB_DATA = {APPLE_COMPANY_ID: ibeacon_frame(UUID, 1, 2, -59)}
 ED_DATA = {EDDYSTONE_SERVICE_UUID: eddystone_uid_frame(NS, INST, -20)}
-
-
-class Clock:
-    """The test's monotonic clock: it moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -73,12 +64,12 @@ async def running(*sources: BleSource) -> AsyncIterator[None]:
                 await t
 
 
-def make_source(events: list[Event], receiver: str, adapter: str, clock: Clock) -> BleSource:
+def make_source(events: list[Event], receiver: str, adapter: str, clock: FakeClock) -> BleSource:
     return BleSource(
         events.append,
         receiver=receiver,
         adapter=adapter,
-        clock=clock,
+        clock=clock.monotonic,
         backoff_initial_s=0.05,
         backoff_max_s=0.2,
         rng=random.Random(1),
@@ -102,7 +93,7 @@ def feed(state: PresenceState, events: list[Event], cfg: PresenceCfg) -> tuple[P
 
 async def test_ibeacon_and_eddystone_badges_become_sightings(bluez: MockBluezBadges) -> None:
     bluez.add_adapter("hci0")
-    clock, events = Clock(), []
+    clock, events = FakeClock(mono=100.0), []
     src = make_source(events, "gw-hci0", "hci0", clock)
     async with running(src):
         await wait_for(lambda: src.up is True, timeout=10, what="scanner up")
@@ -111,7 +102,7 @@ async def test_ibeacon_and_eddystone_badges_become_sightings(bluez: MockBluezBad
         bluez.add_badge("hci0", "C0:00:00:00:00:03", manufacturer_data={APPLE_COMPANY_ID: b"\x10\x05\x01"}, rssi=-40)
         bluez.add_badge("hci0", "C0:00:00:00:00:04", rssi=-45)  # a phone with no beacon data at all
         await wait_for(lambda: len(of(events, Sighting)) >= 2, timeout=10, what="two sightings")
-        clock.now = 101.0
+        clock.mono = 101.0
         bluez.set_rssi(ib, -65)
         await wait_for(lambda: len(of(events, Sighting)) >= 3, timeout=10, what="RSSI update")
         # the non-beacon devices produced nothing; this proves their adverts were processed
@@ -136,7 +127,7 @@ async def test_ibeacon_and_eddystone_badges_become_sightings(bluez: MockBluezBad
 
 async def test_malformed_frames_are_rejected_counted_and_rate_limited(bluez: MockBluezBadges) -> None:
     bluez.add_adapter("hci0")
-    clock, events = Clock(), []
+    clock, events = FakeClock(mono=100.0), []
     src = make_source(events, "gw-hci0", "hci0", clock)
     async with running(src):
         await wait_for(lambda: src.up is True, timeout=10, what="scanner up")
@@ -160,10 +151,10 @@ async def test_malformed_frames_are_rejected_counted_and_rate_limited(bluez: Moc
 async def test_rssi_changes_move_badge_between_zones_with_hysteresis(bluez: MockBluezBadges) -> None:
     bluez.add_adapter("hci0")
     bluez.add_adapter("hci1")
-    clock, events = Clock(), []
+    clock, events = FakeClock(mono=100.0), []
     ra, rb = make_source(events, "rx-a", "hci0", clock), make_source(events, "rx-b", "hci1", clock)
     cfg = PresenceCfg(receivers={"rx-a": "A", "rx-b": "B"})
-    clock.now = 0.0
+    clock.mono = 0.0
 
     def sightings() -> int:
         return len(of(events, Sighting))
@@ -176,7 +167,7 @@ async def test_rssi_changes_move_badge_between_zones_with_hysteresis(bluez: Mock
         await wait_for(lambda: sightings() == 2, timeout=10, what="heard by B")
         # The wearer walks from A towards B: one advert per receiver per second.
         for t in range(1, 7):
-            clock.now = float(t)
+            clock.mono = float(t)
             n = sightings()
             bluez.set_rssi(on_a, -80)
             await wait_for(lambda n=n: sightings() == n + 1, timeout=10, what=f"A at t={t}")  # type: ignore[misc]
@@ -190,7 +181,7 @@ async def test_rssi_changes_move_badge_between_zones_with_hysteresis(bluez: Mock
 
 async def test_adapter_loss_makes_every_badge_unknown_then_recovers(bluez: MockBluezBadges) -> None:
     bluez.add_adapter("hci0")
-    clock, events = Clock(), []
+    clock, events = FakeClock(mono=100.0), []
     src = make_source(events, "gw-hci0", "hci0", clock)
     cfg = PresenceCfg(receivers={"gw-hci0": "A"})
     async with running(src):
@@ -202,7 +193,7 @@ async def test_adapter_loss_makes_every_badge_unknown_then_recovers(bluez: MockB
         assert present_in(state, "A", 100.0, cfg) == {IB_ID, ED_ID}
 
         mark = len(events)
-        clock.now = 101.0
+        clock.mono = 101.0
         bluez.remove_adapter("hci0")  # the USB dongle is pulled
         await wait_for(lambda: src.up is False, timeout=10, what="receiver down")
         down = events[mark:]
@@ -211,7 +202,7 @@ async def test_adapter_loss_makes_every_badge_unknown_then_recovers(bluez: MockB
         assert set(changes) == {PresenceChange(IB_ID, "A", None, 101.0), PresenceChange(ED_ID, "A", None, 101.0)}
         assert present_in(state, "A", 101.0, cfg) == frozenset()
 
-        clock.now = 120.0
+        clock.mono = 120.0
         bluez.add_adapter("hci0")  # plugged back in
         await wait_for(lambda: src.up is True, timeout=10, what="receiver back")
         bluez.add_badge("hci0", "C0:00:00:00:00:01", manufacturer_data=IB_DATA, rssi=-52)
@@ -227,7 +218,7 @@ async def test_adapter_loss_makes_every_badge_unknown_then_recovers(bluez: MockB
 
 
 async def test_missing_then_powered_off_adapter_reported_once_each(bluez: MockBluezBadges) -> None:
-    clock, events = Clock(), []
+    clock, events = FakeClock(mono=100.0), []
     src = make_source(events, "gw-hci0", "hci0", clock)
     async with running(src):
         await wait_for(lambda: src.up is False, timeout=10, what="no adapter at start")
@@ -247,7 +238,7 @@ async def test_missing_then_powered_off_adapter_reported_once_each(bluez: MockBl
 async def test_no_system_bus_is_reported_down(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no-such-bus")
     events: list[Event] = []
-    src = make_source(events, "gw-hci0", "hci0", Clock())
+    src = make_source(events, "gw-hci0", "hci0", FakeClock(mono=100.0))
     async with running(src):
         await wait_for(lambda: src.up is False, timeout=10, what="down without a bus")
     assert len(events) == 1 and isinstance(events[0], ReceiverStatus)

@@ -23,6 +23,8 @@ pytestmark = pytest.mark.slow
 class JumpingClock:
     """Real monotonic time; a wall clock we can step."""
 
+    # Not tests.support.clock.FakeClock: the daemon runs against real devices here, so time must pass by itself.
+
     def __init__(self) -> None:
         self.offset = timedelta(0)
 

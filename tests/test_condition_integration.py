@@ -33,6 +33,7 @@ from rules.actions import Action, AlarmUpdate, HazardRecord, Note
 from rules.condition import MachineCfg
 from rules.events import Ack, Event, Quality, Reading, Tick
 from rules.vibration import Baseline, IsoCfg, VibrationResult, analyze
+from tests.support.clock import FakeClock
 from tests.support.procs import Mosquitto, wait_for
 
 TOPIC = "plant/area3/p201/de/waveform"
@@ -270,31 +271,20 @@ def test_baseline_store_round_trip_and_damage(tmp_path: Path) -> None:
     assert blocked.save("p201", Baseline.restored(1.0).to_dict()) is False
 
 
-@dataclass
-class FixedClock:
-    mono: float
-    wall: float
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def utc(self) -> datetime:
-        return datetime.fromtimestamp(self.wall, UTC)
-
-
 @pytest.fixture
-def clock() -> Iterator[FixedClock]:
-    yield FixedClock(mono=100.0, wall=1_700_000_000.0)  # 2023-11-14T22:13:20Z
+def clock() -> Iterator[FakeClock]:
+    yield FakeClock(mono=100.0, utc=1_700_000_000.0)  # 2023-11-14T22:13:20Z
 
 
-def test_trends_minutes_in_utc_with_iso_bands_and_limits(clock: FixedClock) -> None:
+def test_trends_minutes_in_utc_with_iso_bands_and_limits(clock: FakeClock) -> None:
     store = TrendStore(trend_points(MACHINES, {"p201_temp": "degC"}), clock)
     # Monotonic 100 s = UTC 22:13:20; readings 10 s apart over two wall-clock minutes.
     for i, v in enumerate((1.0, 2.0, 3.0, 4.0, 5.0)):
         assert store.on_reading(Reading("p201_vib", v, 100.0 + 10.0 * i))
     assert not store.on_reading(Reading("p201_vib", math.nan, 150.0, Quality.BAD, "timeout"))
     assert not store.on_reading(Reading("other", 1.0, 150.0))
-    clock.mono, clock.wall = 160.0, 1_700_000_060.0
+    clock.mono = 160.0
+    clock.set_utc(1_700_000_060.0)
     s = store.series("p201_vib")
     assert s["minutes"] == [
         {"minute_utc": "2023-11-14T22:13Z", "min": 1.0, "max": 4.0, "mean": 2.5, "count": 4},
@@ -307,14 +297,14 @@ def test_trends_minutes_in_utc_with_iso_bands_and_limits(clock: FixedClock) -> N
         store.series("nope")
 
 
-def test_trends_window_ends_now_so_a_silent_point_shows_its_gap(clock: FixedClock) -> None:
+def test_trends_window_ends_now_so_a_silent_point_shows_its_gap(clock: FakeClock) -> None:
     store = TrendStore({"v": TrendPoint("vibration", "mm/s")}, clock)
     store.on_reading(Reading("v", 1.0, 100.0))
-    clock.wall += 25 * 3600  # a day and an hour later, nothing since
+    clock.set_utc(clock.time() + 25 * 3600)  # a day and an hour later, nothing since
     assert store.series("v")["minutes"] == []
 
 
-def test_condition_section_matches_what_the_status_page_reads(clock: FixedClock) -> None:
+def test_condition_section_matches_what_the_status_page_reads(clock: FakeClock) -> None:
     s = machines.initial()
     for ev in (Reading("p201_vib", 3.0, 100.0), Reading("p201_temp", 70.0, 100.0)):
         s, _ = machines.step(s, ev, 100.0, MACHINES)

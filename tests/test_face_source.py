@@ -38,6 +38,7 @@ from drivers.face import (
 )
 from firmware_sim.face_terminal import FaceTerminalSim, Fault, write_ed25519_pair, write_hmac_secret
 from rules.events import FaceMatch, Rejected
+from tests.support.clock import FakeClock
 from tests.support.procs import Mosquitto, wait_for
 
 
@@ -260,24 +261,13 @@ async def test_mqtt_unreachable_broker_raises_a_link_error(rig: Rig, broker: Mos
 # ---------------------------------------------------------------- gate, state, files
 
 
-class StepClock:
-    def __init__(self) -> None:
-        self.mono = 100.0
-
-    def now_utc(self) -> datetime:
-        return datetime.now(UTC)
-
-    def now_mono(self) -> float:
-        return self.mono
-
-
 async def test_rejection_logs_resume_after_the_quiet_period_with_the_suppressed_count(rig: Rig) -> None:
-    clock = StepClock()
+    clock = FakeClock(mono=100.0, utc=datetime.now(UTC))
     gate = FaceGate(FaceVerifier(rig.cfg), rig.events.append, clock=clock, log_every_s=10.0)
     with capture_logs() as logs:
         for _ in range(4):
             await gate.submit(b"junk", "http:10.0.0.1")
-        clock.mono += 10.0
+        clock.advance(10.0)
         await gate.submit(b"junk", "http:10.0.0.1")
     assert [e["suppressed"] for e in logs if e["event"] == "face_event_rejected"] == [0, 3]
 

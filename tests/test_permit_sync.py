@@ -11,7 +11,6 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from gateway.ledger.client import LedgerClient
 from gateway.ledger.permit_sync import PermitSync
 from rules.events import Event, PermitUpdate, Rejected
 from rules.permit import PermitState
+from tests.support.clock import FakeClock
 from tests.support.ledger import permit_doc, running_ledger
 from tests.support.procs import wait_for
 
@@ -33,18 +33,9 @@ T0 = 1_740_816_000  # 2025-03-01T08:00:00Z
 H = 3600
 
 
-@dataclass
-class FakeClock:
-    """The shell's Clock, set by the test (the shell's only time source)."""
-
-    utc_s: float = T0 + 60
-    mono: float = 1000.0
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def utc(self) -> datetime:
-        return datetime.fromtimestamp(self.utc_s, UTC)
+def fresh_clock() -> FakeClock:
+    """The shell's only time source, set by the test: a minute after T0."""
+    return FakeClock(mono=1000.0, utc=T0 + 60)
 
 
 @dataclass
@@ -121,7 +112,7 @@ async def test_permits_are_pulled_submitted_cached_and_a_forgery_is_refused(
     ledger.add_permit(cs())
     ledger.add_permit(permit_doc("HW-8", "boiler", valid_from=T0, valid_to=T0 + H))  # not our zone: never asked
     ledger.store_signed_permit(sign_permit(hw("HW-666"), Ed25519PrivateKey.generate()))  # forged
-    async with Gateway(tmp_path, ledger.url, FakeClock()) as gw:
+    async with Gateway(tmp_path, ledger.url, fresh_clock()) as gw:
         assert await gw.sync.poll_once() == ""
         assert sorted(gw.accepted()) == [("CS-2", PermitState.ACTIVE), ("HW-1", PermitState.ACTIVE)]
         assert gw.rejected() == [("permit:ledger:bay-1", "permit_bad_signature")]
@@ -145,7 +136,7 @@ async def test_permits_are_pulled_submitted_cached_and_a_forgery_is_refused(
 
 
 async def test_ledger_down_cached_permits_work_until_expiry(tmp_path: Path, ledger: ReferenceLedger) -> None:
-    clock = FakeClock()
+    clock = fresh_clock()
     ledger.add_permit(hw(hours=2))
     ledger.add_permit(cs(hours=8))
     async with Gateway(tmp_path, ledger.url, clock) as gw:
@@ -179,7 +170,7 @@ async def test_ledger_down_cached_permits_work_until_expiry(tmp_path: Path, ledg
 async def test_a_tampered_cache_entry_is_refused_and_deleted(tmp_path: Path, ledger: ReferenceLedger) -> None:
     ledger.add_permit(hw(hours=2))
     ledger.add_permit(cs())
-    async with Gateway(tmp_path, ledger.url, FakeClock()) as gw:
+    async with Gateway(tmp_path, ledger.url, fresh_clock()) as gw:
         assert await gw.sync.poll_once() == ""
     db = tmp_path / "state" / "permits.db"
     with sqlite3.connect(db) as con:  # someone with the disk extends HW-1 by a day
@@ -187,7 +178,7 @@ async def test_a_tampered_cache_entry_is_refused_and_deleted(tmp_path: Path, led
         doc["valid_to"] += 24 * H
         con.execute("UPDATE permits SET doc=?, valid_to=? WHERE permit_id='HW-1'", (json.dumps(doc), doc["valid_to"]))
     con.close()
-    async with Gateway(tmp_path, ledger.url, FakeClock()) as gw:
+    async with Gateway(tmp_path, ledger.url, fresh_clock()) as gw:
         assert await gw.sync.load_cache() == 1
         assert gw.accepted() == [("CS-2", PermitState.ACTIVE)]
         assert gw.rejected() == [("permit:cache", "permit_bad_signature")]
@@ -195,7 +186,7 @@ async def test_a_tampered_cache_entry_is_refused_and_deleted(tmp_path: Path, led
 
 
 async def test_a_refused_new_version_evicts_the_cached_one(tmp_path: Path, ledger: ReferenceLedger) -> None:
-    clock = FakeClock()
+    clock = fresh_clock()
     ledger.add_permit(hw(hours=2))
     async with Gateway(tmp_path, ledger.url, clock) as gw:
         assert await gw.sync.poll_once() == "" and cached_ids(gw.sync.cache_path) == ["HW-1"]
@@ -208,7 +199,7 @@ async def test_a_refused_new_version_evicts_the_cached_one(tmp_path: Path, ledge
 async def test_run_backs_off_while_the_ledger_fails_and_recovers(tmp_path: Path, ledger: ReferenceLedger) -> None:
     ledger.add_permit(cs())
     ledger.fail_for(60, status=503)
-    async with Gateway(tmp_path, ledger.url, FakeClock()) as gw:
+    async with Gateway(tmp_path, ledger.url, fresh_clock()) as gw:
         task = asyncio.create_task(gw.sync.run())
         try:
             await wait_for(lambda: gw.sync.polls >= 3, 5, what="polls retried")
@@ -229,7 +220,7 @@ async def test_an_unusable_cache_is_a_shown_fault_and_permits_still_sync(
 ) -> None:
     ledger.add_permit(cs())
     (tmp_path / "state").write_text("a file where the state directory should be")
-    async with Gateway(tmp_path, ledger.url, FakeClock()) as gw:
+    async with Gateway(tmp_path, ledger.url, fresh_clock()) as gw:
         assert await gw.sync.load_cache() == 0
         assert await gw.sync.poll_once() == ""
         assert gw.accepted() == [("CS-2", PermitState.ACTIVE)]
@@ -245,7 +236,7 @@ async def test_an_older_revision_from_the_ledger_or_the_cache_is_refused(
     file lost still refuses v1 because the cache's v2 is submitted again first."""
     v1 = ledger.add_permit(hw())
     assert v1["revision"] == 1
-    async with Gateway(tmp_path, ledger.url, FakeClock()) as gw:
+    async with Gateway(tmp_path, ledger.url, fresh_clock()) as gw:
         assert await gw.sync.poll_once() == ""
         assert ledger.add_permit(hw(state="suspended"))["revision"] == 2
         assert await gw.sync.poll_once() == ""
@@ -260,7 +251,7 @@ async def test_an_older_revision_from_the_ledger_or_the_cache_is_refused(
         assert json.loads(doc)["revision"] == 2  # the cache holds the highest accepted revision
 
     (tmp_path / "state" / "permit-revisions.json").unlink()  # the marks file is lost
-    async with Gateway(tmp_path, ledger.url, FakeClock()) as gw:
+    async with Gateway(tmp_path, ledger.url, fresh_clock()) as gw:
         assert await gw.sync.load_cache() == 1  # v2 from the cache rebuilds the mark
         assert gw.loader.submit(v1, "api:test") == "revision_older"
         assert [s for s, _ in gw.accepted()] == ["HW-1"] and gw.accepted()[-1][1] is PermitState.SUSPENDED

@@ -205,6 +205,7 @@ async def test_secrets_are_read_from_files_used_and_never_shown(
 def test_face_mqtt_source_uses_the_broker_credentials(tmp_path: Path, secret: Secrets) -> None:
     from gateway.config.loader import parse
     from gateway.core.inputs import face_gate, face_mqtt
+    from tests.support.clock import FakeClock
     from tests.support.plant import DEMO, raw_config
 
     (tmp_path / "mqtt.pw").write_text(secret.mqtt_password + "\n")
@@ -214,11 +215,7 @@ def test_face_mqtt_source_uses_the_broker_credentials(tmp_path: Path, secret: Se
     raw["face_terminals"] = [{"id": "ft", "zone": "bay-2", "key_file": str(tmp_path / "ft.key")}]
     cfg = parse(raw, "test", DEMO.parent)
 
-    class _Clock:
-        def monotonic(self) -> float:
-            return 0.0
-
-    gate = face_gate(cfg, tmp_path, tmp_path / "state", lambda ev: None, _Clock())  # type: ignore[arg-type]
+    gate = face_gate(cfg, tmp_path, tmp_path / "state", lambda ev: None, FakeClock())
     # A fix may give face_mqtt the config's base directory, and keep the credentials beside the url.
     build: Any = face_mqtt
     src = build(cfg, gate, tmp_path) if "base" in inspect.signature(build).parameters else build(cfg, gate)

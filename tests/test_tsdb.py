@@ -7,7 +7,6 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from gateway.config import Tsdb
 from gateway.core.clock import SystemClock
 from gateway.northbound.tsdb import PointError, TsdbWriter, encode_line, reading_point
 from rules.events import Quality
+from tests.support.clock import FakeClock
 from tests.support.procs import wait_for
 from tests.support.victoria import Victoria, victoria
 
@@ -152,22 +152,10 @@ def test_reading_point_schema() -> None:
     assert reading_point("x", "humidity", "%", "z", 1.0, "good", 1).measurement == "reading"
 
 
-@dataclass
-class FixedClock:
-    mono: float
-    wall: datetime
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def utc(self) -> datetime:
-        return self.wall
-
-
 def test_stamp_maps_monotonic_to_utc_ns() -> None:
-    clock = FixedClock(1000.0, datetime(2030, 1, 1, tzinfo=UTC))
+    clock = FakeClock(mono=1000.0, utc=datetime(2030, 1, 1, tzinfo=UTC))
     w = TsdbWriter("http://127.0.0.1:9", "o", "b", None, site="s", gateway="g", clock=clock)
-    wall_ns = int(clock.wall.timestamp()) * 1_000_000_000
+    wall_ns = int(clock.utc().timestamp()) * 1_000_000_000
     assert w.stamp(1000.0) == wall_ns
     assert w.stamp(999.25) == wall_ns - 750_000_000
 
