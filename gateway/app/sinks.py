@@ -92,7 +92,10 @@ class LogSink:
         for a in step.actions:
             match a:
                 case AlarmUpdate():
-                    log.info("alarm_changed", zone=a.zone, signal=a.signal, severity=a.state["severity"])
+                    # Ranked for journald: an alarm in force is a warning, a return to normal is info.
+                    rank = log.info if a.state["severity"] == "normal" else log.warning
+                    rank("alarm_changed", zone=a.zone, signal=a.signal, severity=a.state["severity"],
+                         fault=(a.state.get("fault") or {}).get("reason"))  # fmt: skip
                 case HazardRecord():
                     log.warning("hazard", zone=a.zone, category=a.category, hazard_level=a.level, title=a.title)
                 case EvacuationUpdate():
@@ -110,6 +113,8 @@ class LogSink:
                     log.critical("output_fault", **dict(a.fields))
                 case Note(event="output_fault_acknowledged"):
                     log.warning("output_fault_acknowledged", **dict(a.fields))
+                case Note(event="signal_fault" | "device_down" | "machine_stop" | "zone_silenced"):
+                    log.warning(a.event, **dict(a.fields))
                 case Note():
                     log.info(a.event, **dict(a.fields))
 
