@@ -30,7 +30,7 @@ from gateway.status.auth import (
 )
 from tests.support.clock import FakeClock
 
-# Cheap scrypt cost for tests only (the default n=2**14 is ~50 ms per check).
+# Cheap scrypt cost for tests only (the default n=2**17 is ~0.3 s per check).
 FAST = {"n": 2**10, "r": 8, "p": 1}
 PASSWORDS = {"vera": "viewer-pw", "otto": "operator-pw", "ada": "admin-pw"}
 ROLES = {"vera": "viewer", "otto": "operator", "ada": "admin"}
@@ -107,7 +107,7 @@ def test_hash_format_and_verify() -> None:
 
 def test_default_cost_is_the_interactive_figure() -> None:
     h = hash_password("x")
-    assert h.startswith("scrypt$16384$8$1$") and verify_password("x", h)
+    assert h.startswith("scrypt$131072$8$1$") and verify_password("x", h)  # OWASP's floor for scrypt: N=2**17
 
 
 @pytest.mark.parametrize(
@@ -127,11 +127,15 @@ def test_malformed_hash_never_matches_and_is_refused_in_config(bad: str) -> None
         load_users([{"user": "u", "role": "viewer", "password_hash": bad}])
 
 
-def test_hash_cli_reads_stdin_and_prints_a_verifiable_hash() -> None:
+def test_hash_cli_reads_stdin_and_prints_a_verifiable_hash(capsys: pytest.CaptureFixture[str]) -> None:
     out = io.StringIO()
-    assert hash_password_main(["--stdin"], stdin=io.StringIO("hunter2\n"), out=out) == 0
-    assert verify_password("hunter2", out.getvalue().strip())
-    assert hash_password_main(["--stdin"], stdin=io.StringIO("\n"), out=io.StringIO()) == 2
+    assert hash_password_main(["--stdin"], stdin=io.StringIO("correct horse battery\n"), out=out) == 0
+    printed = out.getvalue().strip()
+    assert verify_password("correct horse battery", printed) and printed.startswith(f"scrypt${2**17}$8$1$")
+    for short in ("", "hunter2", "abc", "elevenchars"):
+        assert hash_password_main(["--stdin"], stdin=io.StringIO(short + "\n"), out=io.StringIO()) == 2
+        err = capsys.readouterr().err
+        assert f"at least 12 characters and this one has {len(short)}" in err, err
 
 
 # ---- users and roles -----------------------------------------------------------------------

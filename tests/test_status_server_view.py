@@ -21,6 +21,7 @@ class MinimalView:
         self.hub = StatusHub()
         self.status = Status()
         self.face = None
+        self.state_dir = None
         self.ok = True
         self.events: list[Event] = []
 

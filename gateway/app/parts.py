@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class Parts(Protocol):
     fanout: FanOut
     hub: StatusHub
     metrics: Metrics
+    state_dir: Path
     last_good: LastGoodSink
 
     def engine_age_s(self) -> float | None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.app.metrics import render
@@ -33,6 +34,10 @@ class DaemonView:
     def __init__(self, d: Parts) -> None:
         self._d = d
         self.hub: StatusHub = d.hub
+
+    @property
+    def state_dir(self) -> Path:
+        return self._d.state_dir
 
     @property
     def status(self) -> Status:

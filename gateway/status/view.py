@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rules.events import Event
@@ -59,6 +60,8 @@ class GatewayView(Protocol):
     """The [status] settings: users, cookies, sessions."""
     face: FaceGate | None
     """The face-event endpoint's gate when face terminals post over HTTP, else None."""
+    state_dir: Path | None
+    """Where the server may keep its own state (upgraded password hashes); None: nowhere."""
 
     def snapshot(self) -> dict[str, Any]: ...
     def health(self) -> tuple[bool, dict[str, Any]]: ...

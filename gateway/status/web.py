@@ -15,6 +15,7 @@ from aiohttp import web
 
 from drivers.face import face_routes
 from gateway.status.auth import BODY, SESSION, Auth, add_security_headers, load_users
+from gateway.status.passwords import StateDirUpgrades
 from gateway.status.view import GatewayView
 from rules.events import Ack, Silence
 
@@ -57,6 +58,7 @@ class StatusServer:
                 absolute_s=st.session_absolute_s,
                 clock=view.monotonic,
                 utc=view.utc,
+                upgrades=StateDirUpgrades(view.state_dir / "password-upgrades.json") if view.state_dir else None,
             )
             self.app.add_routes(self.auth.routes())
             self.app.add_routes(
