@@ -28,7 +28,7 @@ from gateway.app import startup
 from gateway.app.sdnotify import Notifier, watchdog_interval_s
 from gateway.app.startup import StartFailure
 from gateway.app.view import DaemonView
-from gateway.config import ConfigError, GatewayConfig, Reload
+from gateway.config import ConfigError, GatewayConfig, Reload, plausibility
 from gateway.config.loader import engine_cfg, read_secret, resolve_path
 from gateway.config.reload import changes as reload_changes
 from gateway.config.specs import espresense, modbus_specs, mqtt_mappings, waveform_mappings
@@ -88,6 +88,8 @@ class Daemon:
         self.config_hash = config_hash
         self.config_path = config_path
         self.ecfg = engine_cfg(cfg)
+        for w in plausibility.warnings(cfg, self.ecfg):  # valid but probably wrong: said at every start
+            log.warning("config_warning", setting=w.path, warning=w.message)
         self.state_dir = resolve_path(base, cfg.state.dir)
         self.baselines = BaselineStore(self.state_dir / "baselines.json")
         self.state = engine.initial(self.ecfg, self.baselines.load())
