@@ -267,9 +267,17 @@ class SparkplugSink:
 
 
 # --------------------------------------------------------------------------- ledger + audit
+AUDIT_NOTES_SKIPPED = frozenset({"sensor_dates", "permit_updated"})
+"""Engine notes not worth a line of their own: bump/calibration dates (read every poll, kept
+in the state) and permit updates (the permit event itself is audited)."""
+
+
 class RecordsSink:
-    """Hazards and permit events to the ledger outbox (and the audit chain); every interlock
-    decision with its inputs to the audit chain (`audit replay` re-runs them); output faults."""
+    """Hazards and permit events to the ledger outbox (and the audit chain); to the audit chain
+    also every safety-relevant change, whatever the ledger's hazard de-duplication does: alarm
+    trip / acknowledge / clear, evacuation start / who is inside / end, people conditions,
+    silence, faults, output faults, and every interlock decision with its inputs (`audit
+    replay` re-runs them)."""
 
     name = "records"
 
@@ -291,8 +299,19 @@ class RecordsSink:
                     decided = True
                 case PermitNotice():
                     self._permit_event(step, a.permit_id, a.kind, dict(a.data))
-                case Note(event="output_fault" | "output_fault_acknowledged"):
-                    self.records.audit_line(a.event, {"event": a.event, "utc": step.utc, **dict(a.fields)})
+                case AlarmUpdate():
+                    self.records.audit_line("alarm", {"utc": step.utc, "zone": a.zone, "signal": a.signal, **a.state})
+                case EvacuationUpdate():
+                    presence, why = presence_truth(step.state, step.cfg, a.zone)
+                    self.records.audit_line("evacuation", {
+                        "utc": step.utc, "zone": a.zone, "active": a.active, "inside": list(a.people),
+                        "presence": presence, "presence_reason": why, "reason": a.reason,
+                    })  # fmt: skip
+                case PeopleUpdate():
+                    self.records.audit_line("people", {"utc": step.utc, "zone": a.zone, "inside": list(a.inside),
+                                                       "conditions": dict(a.conditions)})  # fmt: skip
+                case Note() if a.event not in AUDIT_NOTES_SKIPPED:
+                    self.records.audit_line(a.event, {"event": a.event, "utc": step.utc, **_jsonable(a.fields)})
         if decided:
             for rec in replay.decision_records(step.prev, step.state, step.now, step.cfg):
                 self.records.audit_line(rec.pop("kind"), rec)
@@ -309,6 +328,16 @@ class RecordsSink:
                 "data": {"kind": kind, **data},
             },
         )
+
+
+def _jsonable(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Note fields for the audit line: anything that is not plain JSON becomes its text."""
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        if isinstance(v, tuple | frozenset | set):
+            v = sorted(v) if isinstance(v, frozenset | set) else list(v)
+        out[k] = v if isinstance(v, str | int | float | bool | type(None) | list | dict) else str(v)
+    return out
 
 
 # --------------------------------------------------------------------------- this box
