@@ -392,6 +392,13 @@ class State(_Model):
     dir: Path = Path("/var/lib/edge-gateway")
 
 
+class Audit(_Model):
+    anchor_interval_s: Annotated[float, Field(ge=10, le=86400)] = 300.0
+    """How often the audit chain's head (seq, hash, UTC) is published as an anchor (MQTT audit/head,
+    retained), besides at start and at stop. A tail cut after the last anchor cannot be proven; a
+    shorter interval narrows that window (project choice: 5 min, one retained message each)."""
+
+
 class GatewayConfig(_Model):
     site: Annotated[Site, RESTART]
     engine: Annotated[Engine, LIVE] = Engine()
@@ -414,6 +421,7 @@ class GatewayConfig(_Model):
     tsdb: Annotated[Tsdb, RESTART] = Tsdb()
     status: Annotated[Status, RESTART] = Status()
     state: Annotated[State, RESTART] = State()
+    audit: Annotated[Audit, RESTART] = Audit()
 
     def device(self, did: str) -> Device:
         return next(d for d in self.devices if d.id == did)

@@ -261,17 +261,37 @@ def iter_entries(path: str | Path) -> Iterator[Entry]:
             yield got
 
 
-def audit_verify_main(path: str | Path, out: IO[str] | None = None) -> int:
-    """`edge-gateway audit verify FILE`: exit 0 ok, 1 tampered/damaged, 2 unreadable."""
+def parse_anchor(text: str) -> Head:
+    """`SEQ:HASH` as published on MQTT `audit/head` (raises ValueError naming the problem)."""
+    seq, sep, digest = text.strip().partition(":")
+    if not sep or not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"--anchor {text!r}: expected SEQ:HASH, a sequence number and a 64-hex-digit SHA-256")
+    return Head(int(seq), digest)
+
+
+def audit_verify_main(path: str | Path, out: IO[str] | None = None, anchor: str | None = None) -> int:
+    """`edge-gateway audit verify FILE [--anchor SEQ:HASH]`: exit 0 ok, 1 tampered/damaged/truncated,
+    2 unreadable or a bad anchor. Without an anchor, a deleted tail cannot be told from a file
+    that simply ended there: anchors published earlier (MQTT audit/head) close that gap."""
     stream = out if out is not None else sys.stdout
-    r = verify(path)
+    try:
+        head = parse_anchor(anchor) if anchor is not None else None
+    except ValueError as exc:
+        print(f"edge-gateway audit verify: {exc}", file=sys.stderr)
+        return 2
+    r = verify(path, head)
     if r.reason is VerifyReason.UNREADABLE:
         print(f"UNREADABLE: {r.detail}", file=stream)
         return 2
+    if r.reason is VerifyReason.TRUNCATED and head is not None:
+        print(f"TRUNCATED: {path}: the file ends at seq {r.head.seq} but the anchor is seq {head.seq}: records "
+              f"{r.head.seq + 1}..{head.seq} are missing; {r.count} good records before the cut", file=stream)
+        return 1
     if not r.ok:
         print(f"TAMPERED: {path}: {r.detail} [{r.reason}]; {r.count} good lines before it", file=stream)
         return 1
-    print(f"OK: {path}: {r.count} records, head seq={r.head.seq} hash={r.head.hash}", file=stream)
+    tail = "" if head is None else f"; anchor seq={head.seq} present unchanged, {r.head.seq - head.seq} after it"
+    print(f"OK: {path}: {r.count} records, head seq={r.head.seq} hash={r.head.hash}{tail}", file=stream)
     return 0
 
 
