@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.ledger import ReferenceLedger
+from firmware_sim.permits import approval, competency, permit_doc, person
 from gateway.app.daemon import Daemon
 from tests.support.plant import HORN, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
@@ -17,25 +18,17 @@ pytestmark = pytest.mark.slow
 
 
 def permit(now: float) -> dict[str, object]:
-    return {
-        "permit_id": "HW-9",
-        "revision": 1,
-        "type": "hot_work",
-        "grade": "second",
-        "site_id": "demo-plant",
-        "zone_id": "bay-2",
-        "state": "active",
-        "valid_from": int(now - 60),
-        "valid_to": int(now + 3600),
-        "people": [
-            {"id": "E1", "role": "operator"},
-            {"id": "E2", "role": "fire_watch"},
-            {"id": "E9", "role": "issuer"},
-        ],
-        "gas_tests": [],
-        "approvals": [{"signer": "E9", "role": "issuer", "at": int(now - 300), "signature": "x"}],
-        "competencies": [{"person": "E1", "certificate_id": "C-1", "kind": "hot_work", "expires": int(now + 86400)}],
-    }
+    """HW-9 for bay 2, active for the hour, no gas test on it."""
+    return permit_doc(
+        "HW-9",
+        "bay-2",
+        site_id="demo-plant",
+        valid_from=now - 60,
+        valid_to=now + 3600,
+        people=[person("E1", "operator"), person("E2", "fire_watch"), person("E9", "issuer")],
+        approvals=[approval("E9", now - 300)],
+        competencies=[competency("E1", "C-1", now + 86400)],
+    )
 
 
 async def test_permits_pulled_and_hazards_delivered(broker: Mosquitto, tmp_path: Path) -> None:

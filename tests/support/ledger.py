@@ -1,7 +1,8 @@
 """Test helpers around the reference ledger and the outbox.
 
 `running_ledger()` serves firmware_sim.ledger on a free 127.0.0.1 port in this process.
-`permit_doc()` is a complete, valid permit body in the gateway's wire format.
+`permit_doc()` is a complete, valid permit body in the gateway's wire format (built with
+firmware_sim.permits, as every test's and the bench's permits are).
 `python -m tests.support.ledger --outbox-writer DB [--ledger URL]` is the child process the
 kill -9 tests run: concurrent writers put records as fast as they can and print each key
 once put() has returned ("acknowledged"); with --ledger it also runs the sender.
@@ -19,7 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from firmware_sim import permits
 from firmware_sim.ledger import ReferenceLedger
+from firmware_sim.permits import approval, competency, gas_test, person
 
 
 @asynccontextmanager
@@ -84,40 +87,29 @@ def permit_doc(
     reference ledger has given it a revision and signed it (times are integer epoch seconds;
     the gas test is taken at valid_from)."""
     t0, t1 = int(valid_from), int(valid_to)
-    people = (
-        [{"id": "op-1", "role": "operator"}, {"id": "fw-1", "role": "fire_watch"}]
+    crew = (
+        [person("op-1", "operator"), person("fw-1", "fire_watch")]
         if kind == "hot_work"
-        else [{"id": "en-1", "role": "entrant"}, {"id": "at-1", "role": "attendant"}]
+        else [person("en-1", "entrant"), person("at-1", "attendant")]
     )
-    body: dict[str, Any] = {
-        "permit_id": permit_id,
-        "type": kind,
-        "grade": "first",
-        "site_id": site_id,
-        "zone_id": zone_id,
-        "state": state,
-        "valid_from": t0,
-        "valid_to": t1,
-        "people": [*people, {"id": "is-1", "role": "issuer", "name": "Wáng Lì"}],
-        "gas_tests": [
-            {
-                "at": t0,
-                "tester": "gt-1",
-                "o2": 20.9,
-                "lel": 0,
-                "h2s": 0,
-                "co": 1.5,
-                "instrument": "GX-1",
-                "bump_at": t0 - 3600,
-                "cal_due": t1 + 86400,
-            }
-        ],
-        "isolations": [{"tag": "LOTO-7", "point": "valve 3"}],
-        "approvals": [{"signer": "is-1", "role": "issuer", "at": t0 - 60, "signature": "c2ln"}],
-        "history": [{"from": "approved", "to": "active", "at": t0, "reason": ""}],
-        "max_entrants": 2 if kind == "confined_space" else None,
-        "competencies": [{"person": "op-1", "certificate_id": "C-1", "kind": "hot_work", "expires": t1 + 86400}],
-    }
+    body = permits.permit_doc(
+        permit_id,
+        zone_id,
+        site_id=site_id,
+        valid_from=t0,
+        valid_to=t1,
+        kind=kind,
+        grade="first",
+        state=state,
+        revision=None,
+        people=[*crew, person("is-1", "issuer", "Wáng Lì")],
+        gas_tests=[gas_test(t0, "gt-1", co=1.5, bump_at=t0 - 3600, cal_due=t1 + 86400)],
+        isolations=[{"tag": "LOTO-7", "point": "valve 3"}],
+        approvals=[approval("is-1", t0 - 60, signature="c2ln")],
+        history=[{"from": "approved", "to": "active", "at": t0, "reason": ""}],
+        max_entrants=2 if kind == "confined_space" else None,
+        competencies=[competency("op-1", "C-1", t1 + 86400)],
+    )
     return body | over
 
 
