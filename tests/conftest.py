@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
 
+from tests.support.bluez import bluez_with_adapter
 from tests.support.procs import Mosquitto, mosquitto
+
+if TYPE_CHECKING:
+    from firmware_sim.ble_badges import MockBluezBadges
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,3 +34,10 @@ def broker() -> Iterator[Mosquitto]:
     """A real mosquitto for this test, stopped by pid afterwards."""
     with mosquitto() as b:
         yield b
+
+
+@pytest.fixture
+def bluez() -> Iterator[MockBluezBadges]:
+    """A private mock BlueZ (its own dbus-daemon, stopped by pid) with adapter hci0, ready for badges."""
+    with bluez_with_adapter("hci0") as sim:
+        yield sim

@@ -43,6 +43,7 @@ ED_DATA = {EDDYSTONE_SERVICE_UUID: eddystone_uid_frame(NS, INST, -20)}
 @pytest.fixture
 def bluez() -> Iterator[MockBluezBadges]:
     """A private dbus-daemon + mock BlueZ (stopped by pid); DBUS_SYSTEM_BUS_ADDRESS restored after."""
+    # Overrides conftest's `bluez`: no adapter here, these tests add and remove adapters themselves.
     with private_bluez() as pb:
         sim = MockBluezBadges(pb.address)
         try:

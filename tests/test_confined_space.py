@@ -9,111 +9,18 @@ the acknowledgement clears. With the broker stopped the outputs act all the same
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
-import aiomqtt
 import pytest
 
-from firmware_sim.ble_badges import MockBluezBadges, ibeacon_frame
-from gateway.app.daemon import Daemon
+from firmware_sim.ble_badges import MockBluezBadges
 from gateway.core.clock import iso
 from rules.events import Ack
-from tests.support.bluez import bluez_with_adapter
-from tests.support.plant import HORN, PERMISSIVE, Plant, plant
+from tests.support.confined import EVAC_TOPIC, gateway, inside, state
+from tests.support.plant import HORN, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
 
 pytestmark = pytest.mark.slow
-
-UUID = "e5ca1ade-f007-ba11-0000-000000000000"
-PEOPLE = {"E1": ("Ann Lee", 1, "C0:00:00:00:00:01"), "E2": ("Bob Diaz", 2, "C0:00:00:00:00:02")}
-EVAC_TOPIC = "edge/demo-plant/gw-demo/evacuation/tank-t101"
-
-
-@pytest.fixture
-def bluez() -> Iterator[MockBluezBadges]:
-    with bluez_with_adapter("hci0") as sim:
-        yield sim
-
-
-def with_people(p: Plant) -> None:
-    raw = p.raw
-    raw["people"] = [{"id": pid, "name": name} for pid, (name, _, _) in PEOPLE.items()]
-    raw["badges"] = [{"beacon": f"ibeacon:{UUID}:1:{minor}", "person": pid} for pid, (_, minor, _) in PEOPLE.items()]
-    raw["receivers"] = [{"id": "gw-hci0", "zone": "tank-t101", "kind": "bluez", "adapter": "hci0"}]
-    raw["presence"] = {"absent_after_s": 3.0, "switch_hold_s": 1.0}
-
-
-class Badges:
-    """Keeps chosen badges 'heard': BlueZ reports only RSSI changes, so the RSSI wobbles by 1 dB."""
-
-    def __init__(self, sim: MockBluezBadges) -> None:
-        self.sim = sim
-        self.paths = {
-            pid: sim.add_badge("hci0", mac, manufacturer_data={0x004C: ibeacon_frame(UUID, 1, minor)}, rssi=-60)
-            for pid, (_, minor, mac) in PEOPLE.items()
-        }
-        self.inside = set(PEOPLE)
-
-    async def run(self) -> None:
-        flip = 0
-        while True:
-            flip ^= 1
-            for pid in list(self.inside):
-                await asyncio.to_thread(self.sim.set_rssi, self.paths[pid], -60 - flip)
-            await asyncio.sleep(0.4)
-
-
-class Sub:
-    def __init__(self) -> None:
-        self.last: dict[str, dict[str, Any]] = {}
-
-    async def run(self, port: int) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client("127.0.0.1", port, identifier="cs-watch") as c:
-                    await c.subscribe("edge/#", qos=1)
-                    async for m in c.messages:
-                        self.last[str(m.topic)] = json.loads(bytes(m.payload))  # type: ignore[arg-type]
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.2)
-
-
-@contextlib.asynccontextmanager
-async def gateway(p: Plant, bluez: MockBluezBadges, broker: Mosquitto) -> AsyncIterator[tuple[Daemon, Badges, Sub]]:
-    with_people(p)
-    d = Daemon(p.config())
-    badges = Badges(bluez)
-    sub = Sub()
-    tasks = [asyncio.create_task(badges.run()), asyncio.create_task(sub.run(broker.port))]
-    run = asyncio.create_task(d.run())
-    try:
-        await wait_for(lambda: d.ready and p.relay.coils[PERMISSIVE], 15, what="gateway ready, gas good")
-        yield d, badges, sub
-    finally:
-        d.request_stop()
-        await asyncio.wait_for(run, 20)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await t
-
-
-def inside(d: Daemon) -> set[str]:
-    from rules import plant as pl
-
-    return set(pl.people_in(d.state.plant, "tank-t101", d.clock.monotonic(), d.ecfg))
-
-
-async def state(p: Plant) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{p.http_port}/api/state") as r:
-        return await r.json()  # type: ignore[no-any-return]
 
 
 async def test_o2_drop_with_two_inside_evacuates_lists_both_they_walk_out_ack_clears(

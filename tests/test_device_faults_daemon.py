@@ -21,9 +21,9 @@ import pytest
 from firmware_sim.tcp_link import FaultyLink
 from gateway.app.daemon import Daemon
 from rules.events import Quality
+from tests.support.daemon import running
 from tests.support.plant import ALARM_TOPIC, HORN, PERMISSIVE, Plant, plant
 from tests.support.procs import Mosquitto, wait_for
-from tests.test_daemon_loop import running
 
 pytestmark = pytest.mark.slow
 

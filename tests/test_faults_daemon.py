@@ -18,9 +18,8 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -30,55 +29,24 @@ from firmware_sim.face_terminal import FaceTerminalSim
 from gateway.app.daemon import Daemon
 from gateway.config.loader import load
 from gateway.ledger.outbox import Outbox
-from tests.support.bluez import bluez_with_adapter
+from tests.support.daemon import running
+from tests.support.hotwork import (
+    WATCH,
+    WELDER,
+    all_but_face,
+    api_state,
+    crew_walking,
+    face,
+    hw7_checklist,
+    setup_config,
+)
 from tests.support.plant import ALARM_TOPIC, BEACON, HORN, IGNITION, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
-from tests.test_daemon_loop import running
-from tests.test_hot_work import WATCH, WELDER, Crew, face, setup_config
 
 pytestmark = pytest.mark.slow
 
 
 # --------------------------------------------------------------------------- (a) BLE adapter lost
-
-
-@pytest.fixture
-def bluez() -> Iterator[MockBluezBadges]:
-    with bluez_with_adapter("hci0") as sim:
-        yield sim
-
-
-@contextlib.asynccontextmanager
-async def crew_walking(sim: MockBluezBadges) -> AsyncIterator[Crew]:
-    """The welder and the fire watch in bay 2, heard by hci0 (badges added to the adapter now)."""
-    crew = Crew(sim)
-    task = asyncio.create_task(crew.run())
-    try:
-        yield crew
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):  # the adapter may be gone under it
-            await task
-
-
-async def _state(port: int) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/api/state") as r:
-        assert r.status == 200
-        body: dict[str, Any] = await r.json()
-        return body
-
-
-def _checklist(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    permit = next((x for x in state["permits"] if x["id"] == "HW-7"), None)
-    return {c["condition"]: c for c in permit["checklist"]} if permit else {}
-
-
-async def _all_but_face(port: int) -> bool:
-    try:
-        c = _checklist(await _state(port))
-    except aiohttp.ClientError:  # the status server is not listening yet
-        return False
-    return bool(c) and all(x["ok"] for name, x in c.items() if name not in ("face_verified", "rearm"))
 
 
 async def test_ble_adapter_lost_during_released_hot_work_drops_ignition_until_back_and_new_face(
@@ -94,7 +62,7 @@ async def test_ble_adapter_lost_during_released_hot_work_drops_ignition_until_ba
         port = p.http_port
         try:
             async with crew_walking(bluez):
-                await wait_for(lambda: _all_but_face(port), 20, interval=0.2, what="all but the face hold")
+                await wait_for(lambda: all_but_face(port), 20, interval=0.2, what="all but the face hold")
                 assert await face(term, port) == 202
                 await wait_for(lambda: p.relay.coils[IGNITION], 5, what="ignition released")
 
@@ -102,11 +70,11 @@ async def test_ble_adapter_lost_during_released_hot_work_drops_ignition_until_ba
                 await asyncio.to_thread(bluez.remove_adapter, "hci0")
                 await wait_for(lambda: not p.relay.coils[IGNITION], 5, what="ignition dropped on adapter loss")
                 await wait_for(lambda: "gw-hci0" in d.state.plant.presence.down, 1, what="receiver down")
-                state = await _state(port)
+                state = await api_state(port)
                 assert state["presence"]["receivers_down"] == ["gw-hci0"]
                 bay = next(z for z in state["presence"]["zones"] if z["zone"] == "bay-2")
                 assert bay["inside"] == []  # every badge UNKNOWN: nobody located anywhere
-                checks = _checklist(state)
+                checks = hw7_checklist(state)
                 for who, name in ((WELDER[0], "operator_present"), (WATCH[0], "fire_watch_present")):
                     assert checks[name]["ok"] is False and who in checks[name]["reason"], checks[name]
                 permit = next(x for x in state["permits"] if x["id"] == "HW-7")
@@ -119,9 +87,9 @@ async def test_ble_adapter_lost_during_released_hot_work_drops_ignition_until_ba
             await asyncio.to_thread(bluez.add_adapter, "hci0")
             async with crew_walking(bluez):
                 await wait_for(lambda: not d.state.plant.presence.down, 15, what="receiver up again")
-                await wait_for(lambda: _all_but_face(port), 15, interval=0.2, what="crew located again")
+                await wait_for(lambda: all_but_face(port), 15, interval=0.2, what="crew located again")
                 assert not p.relay.coils[IGNITION]  # the trip latched: a fresh face is needed
-                checks = _checklist(await _state(port))
+                checks = hw7_checklist(await api_state(port))
                 assert not (checks["face_verified"]["ok"] and checks["rearm"]["ok"]), checks
                 assert await face(term, port) == 202
                 await wait_for(lambda: p.relay.coils[IGNITION], 5, what="released again after a new face")
@@ -211,7 +179,7 @@ async def test_disk_full_under_the_outbox_alarm_still_acts_fault_is_loud_nothing
                 await wait_for(lambda: d.records.fault != "", 5, what="records fault raised")
                 fault = d.records.fault
                 assert "full" in fault or "No space left" in fault, fault
-                state = await _state(p.http_port)
+                state = await api_state(p.http_port)
                 assert state["outbox"]["fault"] == fault and state["outbox"]["queued"] >= 1, state["outbox"]
                 assert await _metric(p.http_port, "edge_records_fault") == 1.0
                 assert {r.key for r in await ob.list()} >= set(before)  # what was accepted is still there

@@ -15,9 +15,9 @@ import pytest
 
 from gateway.core.clock import iso
 from rules.events import Ack
+from tests.support.daemon import running
 from tests.support.plant import PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
-from tests.test_daemon_loop import running
 
 pytestmark = pytest.mark.slow
 

@@ -12,118 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from drivers.ledger.permit_codec import sign_permit
-from firmware_sim.ble_badges import MockBluezBadges, ibeacon_frame
-from firmware_sim.face_terminal import FaceTerminalSim, write_hmac_secret
-from tests.support.bluez import bluez_with_adapter
-from tests.support.plant import IGNITION, Plant, plant
+from firmware_sim.ble_badges import MockBluezBadges
+from firmware_sim.face_terminal import FaceTerminalSim
+from tests.support.hotwork import WELDER, Crew, face, setup_config
+from tests.support.plant import IGNITION, plant
 from tests.support.procs import Mosquitto, wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-UUID = "e5ca1ade-f007-ba11-0000-000000000000"
-WELDER, WATCH = ("E10", 10, "C0:00:00:00:00:10"), ("E20", 20, "C0:00:00:00:00:20")
 POLL_S = 0.5
-
-
-@pytest.fixture
-def bluez() -> Iterator[MockBluezBadges]:
-    with bluez_with_adapter("hci0") as sim:
-        yield sim
-
-
-def permit_body(now_utc: float) -> dict[str, Any]:
-    return {
-        "permit_id": "HW-7",
-        "revision": 1,
-        "type": "hot_work",
-        "grade": "second",
-        "site_id": "demo-plant",
-        "zone_id": "bay-2",
-        "state": "active",
-        "valid_from": int(now_utc - 600),
-        "valid_to": int(now_utc + 4 * 3600),
-        "people": [
-            {"id": WELDER[0], "role": "operator"},
-            {"id": WATCH[0], "role": "fire_watch"},
-            {"id": "E99", "role": "issuer"},
-        ],
-        "gas_tests": [
-            {
-                "at": int(now_utc - 300),
-                "tester": "E99",
-                "o2": 20.9,
-                "lel": 0,
-                "h2s": 0,
-                "co": 0,
-                "instrument": "GX-1",
-                "bump_at": int(now_utc - 3600),
-                "cal_due": int(now_utc + 30 * 86400),
-            }
-        ],
-        "approvals": [{"signer": "E99", "role": "issuer", "at": int(now_utc - 900), "signature": "x"}],
-        "competencies": [
-            {"person": WELDER[0], "certificate_id": "HW-C-1", "kind": "hot_work", "expires": int(now_utc + 86400)}
-        ],
-    }
-
-
-def setup_config(p: Plant, tmp: Path) -> Path:
-    key = Ed25519PrivateKey.generate()
-    (tmp / "ledger.pub").write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    permits = tmp / "permits"
-    permits.mkdir()
-    (permits / "HW-7.json").write_text(json.dumps(sign_permit(permit_body(time.time()), key)))
-    write_hmac_secret(tmp / "ft-bay2.key", bytes(range(32)))
-    raw = p.raw
-    raw["people"] = [{"id": x[0], "name": x[0]} for x in (WELDER, WATCH)] + [{"id": "E99", "name": "issuer"}]
-    raw["badges"] = [{"beacon": f"ibeacon:{UUID}:1:{x[1]}", "person": x[0]} for x in (WELDER, WATCH)]
-    raw["receivers"] = [{"id": "gw-hci0", "zone": "bay-2", "kind": "bluez", "adapter": "hci0"}]
-    raw["presence"] = {"absent_after_s": 3.0, "switch_hold_s": 1.0}
-    raw["face_terminals"] = [
-        {"id": "ft-bay2", "zone": "bay-2", "alg": "hmac-sha256", "key_file": str(tmp / "ft-bay2.key")}
-    ]
-    raw["ledger"] = {"public_key_file": str(tmp / "ledger.pub")}
-    raw["permits"] = {"dir": str(permits)}
-    # Site rule: hot work stops at 5 %LEL, below the 10 %LEL alarm 1 (which latches until acknowledged).
-    next(s for s in raw["signals"] if s["id"] == "bay2_lel")["thresholds"] = {"hot_work_max": 5.0}
-    return p.write(tmp / "gw.toml")
-
-
-class Crew:
-    """The welder and the fire watch in bay 2 (RSSI wobbles: BlueZ reports only changes)."""
-
-    def __init__(self, sim: MockBluezBadges) -> None:
-        self.sim = sim
-        self.paths = {
-            x[0]: sim.add_badge("hci0", x[2], manufacturer_data={0x004C: ibeacon_frame(UUID, 1, x[1])}, rssi=-58)
-            for x in (WELDER, WATCH)
-        }
-        self.present = {WELDER[0], WATCH[0]}
-
-    async def run(self) -> None:
-        flip = 0
-        while True:
-            flip ^= 1
-            for pid in list(self.present):
-                await asyncio.to_thread(self.sim.set_rssi, self.paths[pid], -58 - flip)
-            await asyncio.sleep(0.4)
 
 
 async def start_daemon(cfg: Path, bus: str) -> asyncio.subprocess.Process:
@@ -132,12 +39,6 @@ async def start_daemon(cfg: Path, bus: str) -> asyncio.subprocess.Process:
         sys.executable, "-m", "gateway.app.cli", "--log-level", "warning", "run", "--config", str(cfg),
         cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-
-
-async def face(term: FaceTerminalSim, port: int) -> int:
-    async with aiohttp.ClientSession() as http:
-        status, _ = await term.post(http, f"http://127.0.0.1:{port}/face/events", term.event(WELDER[0]))
-        return status
 
 
 async def checklist(port: int) -> dict[str, bool]:

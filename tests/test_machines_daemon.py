@@ -15,9 +15,9 @@ from firmware_sim.modbus_devices import TemperatureTransmitterSim
 from firmware_sim.mqtt_sensors import Tone, VibrationSensorSim
 from gateway.core.clock import iso
 from rules.events import Ack
+from tests.support.daemon import running
 from tests.support.plant import plant
 from tests.support.procs import Mosquitto, wait_for
-from tests.test_daemon_loop import running
 
 RUN = 4
 WAVE = "plant/pump/p201/waveform"

@@ -18,9 +18,9 @@ from pymodbus.client import AsyncModbusTcpClient
 from gateway.app.daemon import Daemon
 from gateway.core.clock import iso
 from rules.events import Ack
+from tests.support.daemon import Retained, running
 from tests.support.plant import IGNITION, PERMISSIVE, Plant, plant
 from tests.support.procs import Mosquitto, wait_for
-from tests.test_daemon_loop import Retained, running
 
 pytestmark = pytest.mark.slow
 

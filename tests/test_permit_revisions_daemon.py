@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +30,11 @@ from gateway.config.loader import load
 from gateway.status.auth import hash_password
 from rules.interlock_checks import FACE_HELD
 from rules.permit import PermitState
-from tests.support.bluez import bluez_with_adapter
+from tests.support.hotwork import all_but_face, crew_walking, face, permit_body, setup_config
 from tests.support.plant import IGNITION, plant
 from tests.support.procs import Mosquitto, wait_for
-from tests.test_faults_daemon import _all_but_face, crew_walking
-from tests.test_hot_work import face, permit_body, setup_config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def bluez() -> Iterator[MockBluezBadges]:
-    with bluez_with_adapter("hci0") as sim:
-        yield sim
 
 
 class Operator:
@@ -122,7 +114,7 @@ async def _first_life(cfg_path: Path, tmp_path: Path, p: Any, term: FaceTerminal
     run = asyncio.create_task(d.run())
     try:
         async with operator(port) as op:
-            await wait_for(lambda: _all_but_face(port), 20, interval=0.2, what="all but the face hold")
+            await wait_for(lambda: all_but_face(port), 20, interval=0.2, what="all but the face hold")
             assert await face(term, port) == 202
             await wait_for(lambda: p.relay.coils[IGNITION], 5, what="released on v1")
             # What the face covers during a release, as the page shows it (issue 15.5).
@@ -171,7 +163,7 @@ async def _second_life(cfg_path: Path, tmp_path: Path, p: Any, term: FaceTermina
                                   "gas_tests": [v1["gas_tests"][0] | {"at": fresh, "bump_at": fresh - 3600}]}
             status, body = await op.post_permit(sign_permit(v4, key))
             assert status == 202, body
-            await wait_for(lambda: _all_but_face(port), 20, interval=0.2, what="all but the face hold on v4")
+            await wait_for(lambda: all_but_face(port), 20, interval=0.2, what="all but the face hold on v4")
             assert await face(term, port) == 202
             await wait_for(lambda: p.relay.coils[IGNITION], 5, what="released on v4")
     finally:

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from firmware_sim.ble_badges import MockBluezBadges
+from tests.support.confined import EVAC_TOPIC, gateway, inside, state
+from tests.support.daemon import running
 from tests.support.plant import HORN, plant
 from tests.support.procs import Mosquitto, wait_for
-from tests.test_confined_space import EVAC_TOPIC, bluez, gateway, inside, state  # noqa: F401 - bluez is a fixture
-from tests.test_daemon_loop import running
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ async def test_no_badge_receiver_means_headcount_unknown_everywhere(broker: Mosq
 
 
 async def test_a_lost_receiver_turns_a_known_headcount_unknown(
-    bluez: MockBluezBadges, broker: Mosquitto, tmp_path: Path  # noqa: F811
+    bluez: MockBluezBadges, broker: Mosquitto, tmp_path: Path
 ) -> None:
     async with plant(broker.port, tmp_path) as p, gateway(p, bluez, broker) as (d, _badges, sub):
         await wait_for(lambda: inside(d) == {"E1", "E2"}, 15, what="both badges located inside")

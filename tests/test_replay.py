@@ -10,7 +10,7 @@ from gateway.ledger.audit import AuditLog
 from gateway.ledger.replay import audit_replay_main, decision_records
 from rules.engine import initial, step
 from rules.events import FaceMatch, PermitUpdate, Reading, Sighting, Tick
-from tests.test_plant import BADGE, CFG, GOOD, OFFSET, WATCH, WELDER, hot_work_permit
+from tests.support.plantcfg import BADGE, CFG, GOOD, OFFSET, WATCH, WELDER, hot_work_permit
 
 
 def shift(path: Path) -> int:

@@ -6,9 +6,7 @@ import asyncio
 import itertools
 import os
 import signal
-import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,46 +15,11 @@ import pytest
 
 from gateway.app.daemon import Daemon
 from gateway.app.sdnotify import Notifier
+from tests.support.notify import NotifySocket
 from tests.support.plant import HORN, IGNITION, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-class NotifySocket:
-    """What systemd does: bind a datagram socket and collect (time, line) for every notification."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.got: list[tuple[float, str]] = []
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            now = time.monotonic()
-            self.got += [(now, line) for line in data.decode().splitlines()]
-
-    def lines(self) -> list[str]:
-        return [line for _, line in self.got]
-
-    def times(self, line: str) -> list[float]:
-        return [t for t, x in self.got if x == line]
-
-    def close(self) -> None:
-        self._stop = True
-        self._t.join(2)
-        self.sock.close()
 
 
 def test_notifier_sends_datagrams_and_abstract_names(tmp_path: Path) -> None:

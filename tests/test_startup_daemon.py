@@ -17,9 +17,9 @@ import pytest
 
 from gateway.app.daemon import Daemon
 from gateway.app.sdnotify import Notifier
+from tests.support.notify import NotifySocket
 from tests.support.plant import ROOT, Plant, plant
 from tests.support.procs import Mosquitto
-from tests.test_sdnotify import NotifySocket
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ from gateway.config import ConfigError
 from gateway.config.loader import parse
 from gateway.core.clock import iso
 from rules.events import Ack
+from tests.support.daemon import running
 from tests.support.plant import DEMO, PERMISSIVE, TROUBLE, plant
 from tests.support.procs import Mosquitto, wait_for
-from tests.test_daemon_loop import running
 
 pytestmark = pytest.mark.slow
 
