@@ -14,7 +14,7 @@ import pytest
 from gateway.status.auth import SCRYPT_N, hash_password, parse_cost, verify_password
 from gateway.status.web import StatusServer
 from tests.support.procs import free_port
-from tests.test_status_server_view import MinimalView
+from tests.support.statusview import MinimalView
 
 OLD = hash_password("correct horse battery", n=2**14)
 

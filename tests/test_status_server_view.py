@@ -4,62 +4,11 @@ any object with GatewayView's members. The page itself is tested through a real 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import aiohttp
 
-from gateway.config.models import Status
-from gateway.status.view import StatusHub
 from gateway.status.web import StatusServer
-from rules.events import Event
 from tests.support.procs import free_port
-
-
-class MinimalView:
-    def __init__(self) -> None:
-        self.hub = StatusHub()
-        self.status = Status()
-        self.face = None
-        self.state_dir = None
-        self.ok = True
-        self.events: list[Event] = []
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"ready": self.ok}
-
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        return self.ok, {"ok": self.ok}
-
-    def metrics(self) -> str:
-        return "edge_up 1\n"
-
-    def trend(self, point: str) -> Any:
-        return None
-
-    def zone_of_signals(self) -> Mapping[str, str]:
-        return {}
-
-    def zones(self) -> frozenset[str]:
-        return frozenset()
-
-    def submit(self, ev: Event) -> None:
-        self.events.append(ev)
-
-    def submit_permit(self, doc: dict[str, Any], source: str) -> Any:
-        raise AssertionError("no write API without users")
-
-    async def outbox_retry(self, rid: int) -> bool | None:
-        return None
-
-    def audit(self, kind: str, body: dict[str, Any]) -> None:
-        pass
-
-    def utc(self) -> str:
-        return "2026-12-05T00:00:00Z"
-
-    def monotonic(self) -> float:
-        return 0.0
+from tests.support.statusview import MinimalView
 
 
 async def test_the_real_server_runs_on_a_view_and_maps_health_to_status_codes() -> None:
