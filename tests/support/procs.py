@@ -1,12 +1,13 @@
-"""Real servers for tests: started on free loopback ports, stopped by their pid."""
+"""Real servers for tests: started on free loopback ports, stopped by their pid.
+
+free_port, wait_port, stop_pid and the mosquitto launcher are firmware_sim.procs, shared with the bench.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,34 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware_sim.procs import free_port, mosquitto_conf, spawn_mosquitto, stop_pid, wait_port
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on {host}:{port} within {timeout} s")
-
-
-def stop_pid(proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 5.0) -> None:
-    """Stop a process we started, by its pid: TERM, then KILL."""
-    if proc.poll() is not None:
-        return
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
+__all__ = ["Mosquitto", "free_port", "mosquitto", "stop_pid", "wait_for", "wait_port"]
 
 
 @dataclass
@@ -66,15 +42,8 @@ class Mosquitto:
     def restart(self) -> None:
         """Start again on the same port (after stop or kill)."""
         self.stop()
-        self.proc = _spawn_mosquitto(self.conf)
+        self.proc = spawn_mosquitto(self.conf)
         wait_port(self.port)
-
-
-def _spawn_mosquitto(conf: Path) -> subprocess.Popen[bytes]:
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(exe).exists():
-        raise RuntimeError("mosquitto is not installed: apt-get install -y mosquitto (.ci/run does this)")
-    return subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @contextmanager
@@ -83,8 +52,8 @@ def mosquitto(extra_conf: str = "") -> Iterator[Mosquitto]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mosq-") as d:
         conf = Path(d) / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}\n")
-        proc = _spawn_mosquitto(conf)
+        conf.write_text(mosquitto_conf(port, extra_conf))
+        proc = spawn_mosquitto(conf)
         broker = Mosquitto(port=port, proc=proc, conf=conf)
         try:
             wait_port(port)
