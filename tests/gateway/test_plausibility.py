@@ -12,7 +12,7 @@ import pytest
 from gateway.config.loader import engine_cfg, parse
 from gateway.config.plausibility import warnings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "config" / "demo.toml"
 
 

@@ -48,7 +48,7 @@ from rules.permit import Permit
 from tests.support.ledger import full_record, permit_doc, running_ledger
 from tests.support.procs import free_port, stop_pid, wait_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "ledger-api.yaml").read_text())
 _URN = "urn:ledger-api"
 _REGISTRY = Registry().with_resource(_URN, Resource.from_contents(DOC, default_specification=DRAFT202012))

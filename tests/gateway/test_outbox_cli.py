@@ -19,7 +19,7 @@ from gateway.ledger.outbox_cli import daemon_holds, outbox_list_main, outbox_pat
 from tests.support.ledger import hazard, permit_event
 from tests.support.procs import stop_pid, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(main: Callable[[list[str], Any, Any], int], *argv: str) -> tuple[int, str, str]:

@@ -19,7 +19,7 @@ from tests.support.plant import PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STATUS = "edge/demo-plant/gw-demo/status"
 
 

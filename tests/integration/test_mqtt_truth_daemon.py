@@ -20,7 +20,7 @@ from tests.support.procs import Mosquitto, wait_for
 pytestmark = pytest.mark.slow
 
 ALARMS = "edge/demo-plant/gw-demo/alarm/"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "mqtt.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "mqtt.md"
 
 
 def doc_examples(heading: str) -> list[dict[str, Any]]:

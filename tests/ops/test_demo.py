@@ -16,7 +16,7 @@ from tests.support.plant import ALARM_TOPIC
 from tests.support.procs import Mosquitto, free_port, wait_for
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _watch_alarm(port: int, seen: list[str]) -> None:

@@ -19,7 +19,7 @@ from tests.support.plant import HORN, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, wait_for
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_a_restart_restores_latched_alarms_and_evacuation(broker: Mosquitto, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from rules.config import EngineCfg, Severity
 from rules.interlock import HotWorkCfg
 from rules.presence import PresenceCfg
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "config" / "demo.toml"
 EXAMPLE = ROOT / "config" / "example-plant.toml"
 

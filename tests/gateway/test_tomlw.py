@@ -9,7 +9,7 @@ import pytest
 
 from gateway.config.tomlw import dumps
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", ["demo.toml", "example-plant.toml"])

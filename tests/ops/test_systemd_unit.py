@@ -40,7 +40,7 @@ import pytest
 
 from tests.support.procs import Mosquitto, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "edge-gateway.service"
 SYSUSERS = ROOT / "systemd" / "edge-gateway.sysusers.conf"
 DEPLOY = ROOT / "docs" / "deploy.md"

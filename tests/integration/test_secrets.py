@@ -37,7 +37,7 @@ from tests.support.plant import HORN, PERMISSIVE, plant
 from tests.support.procs import Mosquitto, mosquitto, wait_for
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Secrets:

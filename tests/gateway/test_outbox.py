@@ -23,7 +23,7 @@ from gateway.ledger.outbox import STREAMS, Outbox, OutboxError, OutboxFull, Stat
 from tests.support.ledger import hazard, permit_event, running_ledger
 from tests.support.procs import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05}
 
 

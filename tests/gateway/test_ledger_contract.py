@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.support.procs import free_port, stop_pid, wait_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 schema = schemathesis.openapi.from_path(ROOT / "docs" / "ledger-api.yaml")
 
 
