@@ -1,6 +1,6 @@
 """The status server sees a narrow view, never the daemon (issue 16.1): the real server runs on
 any object with GatewayView's members. The page itself is tested through a real daemon
-(tests/test_status_page.py); this checks only the server's own mapping of view to HTTP."""
+(tests/browser/test_status_page.py); this checks only the server's own mapping of view to HTTP."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ class Plant:
 
 def raw_config(tank: int, bay: int, relay: int, mqtt_port: int, http_port: int, state: Path) -> dict[str, Any]:
     raw = tomllib.loads(DEMO.read_text())
-    # The demo's pump (condition monitoring) is left out here: tests/test_machines_daemon.py covers it.
+    # The demo's pump (condition monitoring) is left out here: tests/integration/test_machines_daemon.py covers it.
     raw["zones"] = [z for z in raw["zones"] if z["id"] != "pump-room"]
     raw["devices"] = [d for d in raw["devices"] if d["id"] not in ("temp-p201", "vib-p201")]
     raw["signals"] = [x for x in raw["signals"] if x["zone"] != "pump-room"]
