@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,6 +12,27 @@ from tests.support.procs import Mosquitto, mosquitto
 
 if TYPE_CHECKING:
     from firmware_sim.ble_badges import MockBluezBadges
+
+
+TESTS = Path(__file__).resolve().parent
+LAYERS = {
+    "rules": "rules",
+    "drivers": "drivers",
+    "gateway": "unit",
+    "integration": "integration",
+    "browser": "browser",
+    "ops": "ops",
+}
+"""tests/<folder>/ -> the marker its tests carry (registered in pyproject.toml; see tests/README.md)."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its folder's layer, so `pytest -m rules` (or `-m "not integration"`) runs a layer."""
+    for item in items:
+        path = item.path.resolve()
+        if path.is_relative_to(TESTS) and (layer := LAYERS.get(path.relative_to(TESTS).parts[0])):
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 def pytest_configure(config: pytest.Config) -> None:
