@@ -6,13 +6,17 @@ Exit codes: 0 ok, 2 bad configuration or usage, 1 runtime failure.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import __version__
-from gateway.config import ConfigError, GatewayConfig
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+
+# Imports stay in the commands that need them: `run` writes every output safe before the daemon
+# (pydantic, numpy, aiohttp, ...) is loaded, so nothing heavy is imported at this module's top.
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
@@ -58,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def summary(cfg: GatewayConfig) -> str:
+    from collections import Counter
+
     kinds = Counter(z.kind for z in cfg.zones)
     transports = Counter(d.transport for d in cfg.devices)
     lines = [
@@ -80,6 +86,7 @@ def summary(cfg: GatewayConfig) -> str:
 
 
 def _check_config(path: Path) -> int:
+    from gateway.config import ConfigError
     from gateway.config.loader import load
 
     try:
@@ -95,21 +102,33 @@ def _check_config(path: Path) -> int:
 
 
 def _run(path: Path, duration: float | None) -> int:
-    from gateway.app.daemon import Daemon, config_hash
-    from gateway.config.loader import load
+    """Outputs safe first, from the raw TOML (startup.SafeFirst: read back, watchdogs fed meanwhile);
+    then the daemon is imported, the same document validated and the daemon built; it confirms the
+    outputs again as the first step of its start."""
+    from gateway.app.startup import SafeFirst
 
+    first = SafeFirst(path).start()
     try:
-        cfg = load(path)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        daemon = Daemon(cfg, base=path.parent, config_hash=config_hash(path), config_path=path)
-    except (OSError, ValueError) as exc:  # a key, certificate or secret file that does not load
-        print(f"edge-gateway: cannot start: {exc}. Fix: check the file it names (readable by the service user, "
-              "right format); `edge-gateway check-config` checks the rest", file=sys.stderr)  # fmt: skip
-        return EXIT_RUNTIME
-    return asyncio.run(daemon.run(duration))
+        import asyncio
+
+        from gateway.app.daemon import Daemon, config_hash
+        from gateway.config import ConfigError
+        from gateway.config.loader import load, parse
+
+        try:
+            cfg = load(path) if first.raw is None else parse(first.raw, str(path), path.parent)
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            daemon = Daemon(cfg, base=path.parent, config_hash=config_hash(path), config_path=path)
+        except (OSError, ValueError) as exc:  # a key, certificate or secret file that does not load
+            print(f"edge-gateway: cannot start: {exc}. Fix: check the file it names (readable by the service user, "
+                  "right format); `edge-gateway check-config` checks the rest", file=sys.stderr)  # fmt: skip
+            return EXIT_RUNTIME
+    finally:
+        first.hand_over()
+    return asyncio.run(daemon.run(duration, outputs_within_s=first.outputs_within_s()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -287,8 +287,11 @@ class Daemon:
         if self._stop is not None:
             self._stop.set()
 
-    async def run(self, duration: float | None = None) -> int:
-        """Run until stopped; 0 on a clean stop, 1 on a runtime failure (outputs safe either way)."""
+    async def run(self, duration: float | None = None, outputs_within_s: float = startup.START_OUTPUTS_S) -> int:
+        """Run until stopped; 0 on a clean stop, 1 on a runtime failure (outputs safe either way).
+        `outputs_within_s`: how long the outputs may take to confirm safe (less when the CLI's first
+        safe write already spent part of START_OUTPUTS_S without a confirmation)."""
+        self._outputs_within_s = outputs_within_s
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -348,7 +351,7 @@ class Daemon:
 
     async def _start(self) -> StartFailure | None:
         """Outputs safe first, then everything "ready" depends on (gateway/app/startup.py)."""
-        failure = await startup.confirm_outputs(self.outputs, self.cfg)
+        failure = await startup.confirm_outputs(self.outputs, self.cfg, self._outputs_within_s)
         self.safe_at = self.clock.monotonic()
         failure = failure or startup.check_state_dir(self.state_dir) or startup.check_broker_tls(self.cfg, self.base)
         if failure is not None:

@@ -22,16 +22,65 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from drivers.modbus import BusRegistry, RelayModuleClient
-from drivers.modbus.spec import DeviceSpec
-from gateway.config import GatewayConfig, Watchdog
 from rules.events import Event, OutputFeedback
 
+if TYPE_CHECKING:  # the CLI's first safe write runs this bank before pydantic is imported
+    from drivers.modbus.spec import DeviceSpec
+    from gateway.config import GatewayConfig, Watchdog
+
 log = structlog.get_logger("outputs")
+
+
+@dataclass(frozen=True, slots=True)
+class WatchdogPlan:
+    """A relay module's host watchdog, as the bank reads it (the fields of config's Watchdog)."""
+
+    heartbeat_register: int
+    timeout_ms: int
+    timeout_register: int | None
+    clear_register: int | None
+    reassert_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPlan:
+    """One output, as the bank reads it (the fields of config's Output it uses)."""
+
+    id: str
+    device: str
+    coil: int
+    safe: bool
+    feedback_input: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModulePlan:
+    """A relay module: its watchdog, and where it is (for a start failure's message)."""
+
+    id: str
+    transport: str
+    host: str
+    port: int | None
+    serial_port: str | None
+    watchdog: WatchdogPlan
+
+
+@dataclass(frozen=True, slots=True)
+class OutputsPlan:
+    """What the bank needs of a GatewayConfig (`outputs`, `device()`), without the validated config:
+    the CLI reads it from the raw TOML to write every output safe before the daemon is loaded
+    (gateway/app/startup.py, SafeFirst)."""
+
+    outputs: tuple[OutputPlan, ...]
+    modules: dict[str, ModulePlan]
+
+    def device(self, did: str) -> ModulePlan:
+        return self.modules[did]
 
 
 @dataclass(slots=True)
@@ -45,7 +94,7 @@ class _Out:
 class OutputBank:
     def __init__(
         self,
-        cfg: GatewayConfig,
+        cfg: GatewayConfig | OutputsPlan,
         specs: dict[str, DeviceSpec],
         buses: BusRegistry,
         emit: Callable[[Event], None],
@@ -62,7 +111,7 @@ class OutputBank:
         self.outputs = {o.id: _Out(o.id, o.device, o.coil, o.safe) for o in cfg.outputs}
         self.modules: dict[str, RelayModuleClient] = {}
         self._beat_every: dict[str, float] = {}
-        self._watchdogs: dict[str, Watchdog] = {}
+        self._watchdogs: dict[str, Watchdog | WatchdogPlan] = {}
         for did in {o.device for o in cfg.outputs}:
             dev = cfg.device(did)
             wd = dev.watchdog
@@ -112,6 +161,16 @@ class OutputBank:
         else:
             log.error("outputs_safe_unconfirmed", observed=self.observed)
         return ok
+
+    async def heartbeat_due(self, force: bool = False) -> None:
+        """Heartbeat every module whose beat is due on `kick()`'s schedule (every one with `force`),
+        without `run()`: how the CLI keeps the watchdogs fed from its first safe write until the
+        daemon's own bank takes over."""
+        now = self._clock()
+        for did, m in self.modules.items():
+            if did not in self.starved and (force or now - self._last_beat.get(did, -1e9) >= self._beat_every[did]):
+                self._last_beat[did] = now
+                await m.heartbeat()
 
     def command(self, output: str, value: bool) -> None:
         self._pending[output] = value
