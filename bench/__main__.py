@@ -41,7 +41,7 @@ TARGETS: list[tuple[str, str, Any]] = [
     ("outbox_durable_per_s", ">= 2000 /s", lambda v, r: v >= 2000),
     ("outbox_drain_per_s", "-", None),
     ("outbox_lost_after_kill9", "== 0", lambda v, r: v == 0),
-    ("start_to_safe_ms", "<= 1000 ms", lambda v, r: v <= 1000),
+    ("start_to_safe_ms", "<= 300 ms", lambda v, r: v <= 300),
     ("start_to_ready_ms", "-", None),
     ("vibration_cpu_pct", "<= 20 %", lambda v, r: v <= 20),
     ("peer_tb_readings_per_s", "-", None),

@@ -93,7 +93,16 @@ class Rig:
 
 
 def start_once(rig: Rig) -> dict[str, float]:
-    """Process start -> relay sim sees every configured coil written safe; -> READY=1."""
+    """Process start -> relay sim sees every configured coil written safe; -> READY=1.
+
+    The coils are energized, as a gateway that died leaves them, so that this start's safe writes
+    are transitions to time. A daemon still running from the last start is stopped first (it writes
+    the coils safe on its way out: energized before that, they were found safe already) and its
+    module's watchdog (1000 ms, bench/plantcfg.py) left to run out, so that the watchdog does not
+    drop them in the middle of this start either."""
+    if rig.daemon is not None:
+        rig.stop_daemon()
+        time.sleep(1.5)
     rig.field.call(5, cmd="energize")
     d = rig.start_daemon()
     t_ready = d.wait_ready(60)
