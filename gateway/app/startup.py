@@ -146,7 +146,7 @@ RAW_DEFAULTS: dict[str, dict[str, object]] = {
     "watchdog": {"timeout_ms": 1000, "timeout_register": None, "clear_register": None, "reassert_max": 3},
 }
 """The config models' defaults (Output, Device, Watchdog) of what the first safe write reads; pydantic
-is not imported yet. tests/test_start_fast.py holds them equal to gateway/config/models.py."""
+is not imported yet. tests/ops/test_start_fast.py holds them equal to gateway/config/models.py."""
 
 
 class PlanSkipped(Exception):
