@@ -1,4 +1,7 @@
-"""Processes of a bench run: mosquitto, the gateway daemon, helpers; all on 127.0.0.1, stopped by pid."""
+"""Processes of a bench run: mosquitto, the gateway daemon, helpers; all on 127.0.0.1, stopped by pid.
+
+free_port, stop_pid, wait_port and the mosquitto launcher are firmware_sim.procs, shared with the tests.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
+from firmware_sim import procs
+from firmware_sim.procs import free_port, stop_pid
+
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DAEMON_CPU, OTHERS_CPU = "0", "1"
@@ -31,21 +37,11 @@ class BenchError(Exception):
         super().__init__(f"{step}: {reason}")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise BenchError("wait_port", f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+    try:
+        procs.wait_port(port, timeout, interval=0.02)
+    except TimeoutError as exc:
+        raise BenchError("wait_port", str(exc)) from None
 
 
 def pinned(cpu: str, args: list[str]) -> list[str]:
@@ -53,18 +49,6 @@ def pinned(cpu: str, args: list[str]) -> list[str]:
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", cpu, *args]
     return args
-
-
-def stop_pid(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
-    """TERM, then KILL, by pid."""
-    if proc.poll() is not None:
-        return
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
 
 
 def cpu_s(pid: int) -> float:
@@ -96,15 +80,13 @@ def summary(values: list[float]) -> dict[str, Any]:
 
 class Mosquitto:
     def __init__(self, workdir: Path) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
-            raise BenchError("mosquitto", "not installed: apt-get install -y mosquitto")
         self.port = free_port()
         conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        "max_queued_messages 100000\nset_tcp_nodelay true\n")
-        self.proc = subprocess.Popen(pinned(OTHERS_CPU, [exe, "-c", str(conf)]),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conf.write_text(procs.mosquitto_conf(self.port, "max_queued_messages 100000\nset_tcp_nodelay true"))
+        try:
+            self.proc = procs.spawn_mosquitto(conf, wrap=lambda args: pinned(OTHERS_CPU, args))
+        except procs.NotInstalled:
+            raise BenchError("mosquitto", "not installed: apt-get install -y mosquitto") from None
         wait_port(self.port)
 
     def stop(self) -> None:
