@@ -127,6 +127,7 @@ def write_permits(folder: Path, n: int, people: int) -> Path:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from drivers.ledger.permit_codec import sign_permit
+    from firmware_sim.permits import approval, competency, gas_test, permit_doc, person
 
     folder.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
@@ -135,18 +136,14 @@ def write_permits(folder: Path, n: int, people: int) -> Path:
     now = time.time()
     for i in range(n):
         op, watch = f"p{(2 * i) % max(people, 1):04d}", f"p{(2 * i + 1) % max(people, 1):04d}"
-        body = {
-            "permit_id": f"HW-{i:02d}", "revision": 1, "type": "hot_work", "grade": "second", "site_id": SITE,
-            "zone_id": f"hw-{i:02d}", "state": "active", "valid_from": int(now - 600),
-            "valid_to": int(now + 8 * 3600),
-            "people": [{"id": op, "role": "operator"}, {"id": watch, "role": "fire_watch"},
-                       {"id": "p0000" if op != "p0000" else "p0001", "role": "issuer"}],
-            "gas_tests": [{"at": int(now - 300), "tester": op, "o2": 20.9, "lel": 0, "h2s": 0, "co": 0,
-                           "instrument": "GX-1", "bump_at": int(now - 3600), "cal_due": int(now + 30 * 86400)}],
-            "approvals": [{"signer": op, "role": "issuer", "at": int(now - 900), "signature": "x"}],
-            "competencies": [{"person": op, "certificate_id": f"HW-C-{i}", "kind": "hot_work",
-                              "expires": int(now + 86400)}],
-        }
+        body = permit_doc(
+            f"HW-{i:02d}", f"hw-{i:02d}", site_id=SITE, valid_from=now - 600, valid_to=now + 8 * 3600,
+            people=[person(op, "operator"), person(watch, "fire_watch"),
+                    person("p0000" if op != "p0000" else "p0001", "issuer")],
+            gas_tests=[gas_test(now - 300, op, bump_at=now - 3600, cal_due=now + 30 * 86400)],
+            approvals=[approval(op, now - 900)],
+            competencies=[competency(op, f"HW-C-{i}", now + 86400)],
+        )
         (folder / f"HW-{i:02d}.json").write_text(json.dumps(sign_permit(body, key)))
     return folder
 
