@@ -21,17 +21,16 @@ from typing import TYPE_CHECKING
 import structlog
 
 from drivers.modbus import BusRegistry, ModbusSource
-from drivers.mqtt_in import MqttInput, TlsOptions
 from gateway import __version__
 from gateway.app import sinks as sinks_
-from gateway.app import startup
+from gateway.app import startup, wiring
 from gateway.app.sdnotify import Notifier, watchdog_interval_s
 from gateway.app.startup import StartFailure
 from gateway.app.view import DaemonView
 from gateway.config import ConfigError, GatewayConfig, Reload, plausibility
 from gateway.config.loader import engine_cfg, read_secret, resolve_path
 from gateway.config.reload import changes as reload_changes
-from gateway.config.specs import espresense, modbus_specs, mqtt_mappings, waveform_mappings
+from gateway.config.specs import modbus_specs, waveform_mappings
 from gateway.core import statefile
 from gateway.core.clock import Clock, SystemClock, iso
 from gateway.core.fanout import FanOut, Step
@@ -44,7 +43,7 @@ from gateway.core.vibration import BaselineStore, VibrationPipeline, analysis_po
 from gateway.ledger.client import LedgerClient
 from gateway.ledger.permit_sync import PermitSync
 from gateway.ledger.records import Records
-from gateway.northbound.mqtt_out import MqttOut, broker_password, broker_tls
+from gateway.northbound.mqtt_out import MqttOut
 from gateway.status.view import StatusHub
 from gateway.status.web import StatusServer
 from rules import engine, gas, persist
@@ -52,8 +51,6 @@ from rules.actions import Action
 from rules.events import Event, Reading, SensorDates, Tick
 
 if TYPE_CHECKING:
-    from gateway.northbound.sparkplug import SparkplugNode
-    from gateway.northbound.tsdb import TsdbWriter
     from rules.vibration import VibrationResult
 
 log = structlog.get_logger("daemon")
@@ -111,7 +108,7 @@ class Daemon:
             on_result=self._vibration_result,
         )
         self.trends = TrendStore(trend_points(self.ecfg.machines, {s.id: s.unit for s in cfg.signals}), self.clock)
-        self.mqtt_inputs = self._mqtt_inputs()
+        self.mqtt_inputs = wiring.mqtt_inputs(self)
         self.mqtt = MqttOut(
             cfg.mqtt,
             cfg.site.id,
@@ -140,8 +137,8 @@ class Daemon:
                 poll_s=cfg.ledger.permit_poll_s,
                 clock=self.clock,
             )
-        self.sparkplug = self._sparkplug() if cfg.sparkplug.enabled else None
-        self.tsdb = self._tsdb()
+        self.sparkplug = wiring.sparkplug_node(self) if cfg.sparkplug.enabled else None
+        self.tsdb = wiring.tsdb_writer(self)
         self.metrics = Metrics()
         self.outputs.on_write = self.metrics.output_write.observe
         self.hub = StatusHub()
@@ -169,84 +166,6 @@ class Daemon:
         self._dates: dict[str, tuple[int | None, int | None]] = {}
         self._saved_latches: dict[str, object] | None = None
         self._last_wd = -1e9
-
-    def _mqtt_inputs(self) -> list[MqttInput]:
-        """Two broker connections: gas and machine signals on their own ("mqtt-in-safety"), so a
-        telemetry flood queued in the other socket can never hold a gas reading back; telemetry,
-        waveforms and ESPresense on "mqtt-in". Either is left out when it has nothing to read."""
-        mappings, esp = mqtt_mappings(self.cfg), espresense(self.cfg)
-        safety = [mp for mp in mappings if mp.signal in self.ecfg.eager]
-        rest = [mp for mp in mappings if mp.signal not in self.ecfg.eager]
-        m = self.cfg.mqtt
-        tls = None
-        if m.tls is not None:
-
-            def f(p: Path | None) -> str | None:
-                return None if p is None else str(resolve_path(self.base, p))
-
-            tls = TlsOptions(ca_path=f(m.tls.ca_file), cert_path=f(m.tls.cert_file), key_path=f(m.tls.key_file))
-        password = broker_password(m, self.base)
-        base_id = f"{m.client_id or 'edge-gateway'}-{self.cfg.site.gateway_id}"
-        inputs = []
-        if safety:
-            inputs.append(MqttInput(
-                m.url, client_id=f"{base_id}-in-safety", emit=self.inbox.put, mappings=safety,
-                clock=self.clock.monotonic, tls=tls, username=m.username or None, password=password,
-                name="mqtt-in-safety", keepalive_s=m.keepalive_s,
-            ))  # fmt: skip
-        if rest or esp is not None or self.waveforms:
-            inputs.append(MqttInput(
-                m.url, client_id=f"{base_id}-in", emit=self.inbox.put, mappings=rest, waveforms=self.waveforms,
-                on_waveform=self.vibration.on_waveform if self.waveforms else None, espresense=esp,
-                clock=self.clock.monotonic, tls=tls, username=m.username or None, password=password,
-                name="mqtt-in", keepalive_s=m.keepalive_s, batch_max=self.cfg.engine.batch_max,
-            ))  # fmt: skip
-        return inputs
-
-    def _sparkplug(self) -> SparkplugNode:
-        """One Sparkplug device per zone: its signals (value, quality), state, evacuation and outputs."""
-        from gateway.northbound.sparkplug import DataType, MetricDef, SparkplugNode
-
-        F, S, B = DataType.Float, DataType.String, DataType.Boolean
-        devices: dict[str, list[MetricDef]] = {}
-        for zid in self.ecfg.zones:
-            m = [MetricDef("zone/state", S, "normal"), MetricDef("zone/evacuate", B, False)]
-            for sc in self.ecfg.signals_in(zid):
-                m += [MetricDef(f"{sc.quantity}/{sc.id}", F), MetricDef(f"{sc.quantity}/{sc.id}/quality", S, "bad")]
-            m += [MetricDef(f"outputs/{o.id}", B, o.safe) for o in self.ecfg.outputs.values() if o.zone == zid]
-            devices[zid] = m
-        sp, mq = self.cfg.sparkplug, self.cfg.mqtt
-        return SparkplugNode(
-            mq.url,
-            sp.group,
-            sp.node or self.cfg.site.gateway_id,
-            devices,
-            lambda: int(self.clock.utc().timestamp() * 1000),
-            node_metrics=[MetricDef("Properties/version", DataType.String, __version__)],
-            username=mq.username,
-            password=broker_password(mq, self.base),
-            tls=broker_tls(mq, self.base),
-            client_id=f"{self.cfg.site.gateway_id}-sparkplug",
-            keepalive_s=mq.keepalive_s,
-        )
-
-    def _tsdb(self) -> TsdbWriter | None:
-        t = self.cfg.tsdb
-        if not t.url:
-            return None
-        from gateway.northbound.tsdb import TsdbWriter
-
-        return TsdbWriter.from_config(
-            t,
-            site=self.cfg.site.id,
-            gateway=self.cfg.site.gateway_id,
-            clock=self.clock,
-            base=self.base,
-            batch_size=t.batch_size,
-            flush_interval_s=t.flush_interval_s,
-            max_buffer=t.max_buffer,
-            timeout_s=t.timeout_s,
-        )
 
     def _vibration_result(self, signal: str, result: VibrationResult, at: float) -> None:
         """Analysis extras (acceleration RMS, crest factor, peaks) to the TSDB; the RMS goes as the reading."""
