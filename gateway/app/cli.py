@@ -41,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None, help="stop cleanly after S seconds")
     demo.add_argument("--config", type=Path, default=None, help="demo configuration (default config/demo.toml)")
 
-    chk = sub.add_parser("check-config", help="validate a configuration and print a summary")
+    chk = sub.add_parser("check-config", help="validate a configuration, warn about implausible settings, summarize")
     chk.add_argument("file", type=Path)
+    chk.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 2)")
 
     ob = sub.add_parser(
         "outbox", help="the ledger outbox: list [--state ...] | retry ID [--config FILE]", add_help=False
@@ -50,9 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     ob.add_argument("action", choices=["list", "retry"])
     ob.add_argument("rest", nargs=argparse.REMAINDER)
 
-    audit = sub.add_parser("audit", help="check or replay the audit log")
+    audit = sub.add_parser(
+        "audit",
+        help="the audit chain: verify FILE [--anchor SEQ:HASH] (edits, deletions, reordering; with an anchor "
+        "published on MQTT audit/head also a cut tail) | replay FILE (interlock decisions re-run)",
+    )
     audit.add_argument("action", choices=["verify", "replay"])
     audit.add_argument("file", type=Path)
+    audit.add_argument("--anchor", default=None, help="verify: a head SEQ:HASH published earlier (MQTT audit/head)")
 
     hp = sub.add_parser("hash-password", help="make a password hash for status.users (reads the password)")
     hp.add_argument("--stdin", action="store_true", help="read the password from standard input")
@@ -85,9 +91,9 @@ def summary(cfg: GatewayConfig) -> str:
     return "\n".join(lines)
 
 
-def _check_config(path: Path) -> int:
-    from gateway.config import ConfigError
-    from gateway.config.loader import load
+def _check_config(path: Path, strict: bool = False) -> int:
+    from gateway.config import ConfigError, plausibility
+    from gateway.config.loader import engine_cfg, load
 
     try:
         cfg = load(path)
@@ -96,7 +102,15 @@ def _check_config(path: Path) -> int:
         for prob in exc.problems:
             print(f"  {prob}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{path}: OK")
+    warned = plausibility.warnings(cfg, engine_cfg(cfg))
+    if warned:
+        word = "error(s) (--strict)" if strict else "warning(s)"
+        print(f"{path}: {len(warned)} {word}: valid, but probably not what the site wants", file=sys.stderr)
+        for w in warned:
+            print(f"  {w}", file=sys.stderr)
+        if strict:
+            return EXIT_USAGE
+    print(f"{path}: OK" + (f" with {len(warned)} warning(s)" if warned else ""))
     print(summary(cfg))
     return EXIT_OK
 
@@ -145,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"edge-gateway {__version__}")
             return EXIT_OK
         case "check-config":
-            return _check_config(args.file)
+            return _check_config(args.file, args.strict)
         case "outbox":
             from gateway.ledger.outbox_cli import outbox_list_main, outbox_retry_main
 
@@ -154,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.action == "verify":
                 from gateway.ledger.audit import audit_verify_main
 
-                return audit_verify_main(args.file)
+                return audit_verify_main(args.file, anchor=args.anchor)
             from gateway.ledger.replay import audit_replay_main
 
             return audit_replay_main(args.file)

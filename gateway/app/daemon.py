@@ -40,6 +40,7 @@ from gateway.core.metrics import Metrics
 from gateway.core.outputs import OutputBank
 from gateway.core.trends import TrendStore, trend_points
 from gateway.core.vibration import BaselineStore, VibrationPipeline, analysis_point, vibration_points
+from gateway.ledger.anchors import AnchorPublisher
 from gateway.ledger.client import LedgerClient
 from gateway.ledger.permit_sync import PermitSync
 from gateway.ledger.records import Records
@@ -119,6 +120,12 @@ class Daemon:
             self.state_dir / "mqtt-spill.jsonl",
         )
         self.records = Records(cfg, self.state_dir, base, self.clock)
+        self.anchors = AnchorPublisher(
+            lambda: self.records.audit.head if self.records.audit is not None else None,
+            lambda body: self.mqtt.state("audit", ("head",), body, self.clock.monotonic()),
+            lambda: iso(self.clock.utc()),
+            cfg.audit.anchor_interval_s,
+        )
         self.people = {p.id: p.name for p in cfg.people}
         self.ble = ble_sources(cfg, self.inbox.put, self.clock)
         self.face = face_gate(cfg, base, self.state_dir, self.inbox.put, self.clock)
@@ -253,6 +260,10 @@ class Daemon:
             await self.outputs.shutdown()
             await self.vibration.close()
             await self.web.close()
+            if self.records.audit is not None:
+                self.records.audit_line("gateway_stopped", {"utc": iso(self.clock.utc()), "code": code})
+            await self.records.close()
+            self.anchors.publish("stop")  # the head with the stop record, retained for whoever verifies
             await self.mqtt.goodbye()
             if self.sparkplug is not None:
                 await self.sparkplug.goodbye()
@@ -262,7 +273,6 @@ class Daemon:
                 await self.permit_sync.close()
             if self.ledger_client is not None:
                 await self.ledger_client.close()
-            await self.records.close()
             self.buses.close()
             self.notifier.close()
             log.info("gateway_stopped", code=code)
@@ -276,6 +286,12 @@ class Daemon:
         if failure is not None:
             return failure
         await self.records.open()  # after the outputs are safe: a bad disk must not delay that
+        prev = self.records.audit.head if self.records.audit is not None else None
+        self.records.audit_line("gateway_started", {
+            "utc": iso(self.clock.utc()), "version": __version__, "config_hash": self.config_hash,
+            "previous_head": None if prev is None else {"seq": prev.seq, "hash": prev.hash},
+        })  # fmt: skip
+        self.anchors.publish("start")  # the previous run's last record, before this run appends
         self._restore()
         self.permits.load_dir()
         if self.permit_sync is not None and self.ledger_client is not None:
@@ -312,6 +328,7 @@ class Daemon:
                 guarded(mi.run, f"mqtt_in[{mi.name}]")
             tg.create_task(self.web.run(), name="status[http]")
             guarded(self.records.run, "records[main]")
+            guarded(self.anchors.run, "audit_anchor[main]")
             guarded(self._saver, "statefile[main]")
             for b in self.ble:
                 guarded(b.run, f"ble[{b.receiver}]", b.mark_down)
@@ -527,7 +544,7 @@ class Daemon:
             problems = [str(p) for p in exc.problems]
             log.error("config_reload_rejected", path=str(self.config_path), problems=problems,
                       kept="the running configuration")  # fmt: skip
-            self.last_reload = {"utc": utc, "result": "rejected", "problems": problems, "settings": []}
+            self._reloaded({"utc": utc, "result": "rejected", "problems": problems, "settings": []})
             return
         changed = reload_changes(self.cfg, new)
         restart = [c.setting for c in changed if c.reload is Reload.RESTART]
@@ -537,7 +554,7 @@ class Daemon:
                         kept="the running configuration", fix="systemctl restart edge-gateway")  # fmt: skip
             settings = [{"setting": c.setting, "status": "needs restart" if c.reload is Reload.RESTART
                          else "waits for the restart"} for c in changed]  # fmt: skip
-            self.last_reload = {"utc": utc, "result": "needs_restart", "problems": [], "settings": settings}
+            self._reloaded({"utc": utc, "result": "needs_restart", "problems": [], "settings": settings})
             return
         self.cfg, self.ecfg, self.config_hash = new, engine_cfg(new), config_hash(self.config_path)
         self.people = {p.id: p.name for p in new.people}
@@ -545,10 +562,15 @@ class Daemon:
         self.permits.load_dir()
         applied = [c.setting for c in changed]
         log.info("config_reloaded", config_hash=self.config_hash, applied=applied)
-        self.last_reload = {"utc": utc, "result": "applied" if applied else "unchanged", "problems": [],
-                            "settings": [{"setting": x, "status": "applied"} for x in applied]}  # fmt: skip
+        self._reloaded({"utc": utc, "result": "applied" if applied else "unchanged", "problems": [],
+                        "settings": [{"setting": x, "status": "applied"} for x in applied]})  # fmt: skip
         self.hub.changed()
 
+
+    def _reloaded(self, outcome: dict[str, object]) -> None:
+        """A reload's outcome: for /api/state and the audit chain."""
+        self.last_reload = outcome
+        self.records.audit_line("config_reload", {"config_hash": self.config_hash, **outcome})
 
 def config_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]

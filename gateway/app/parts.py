@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from gateway.core.outputs import OutputBank
     from gateway.core.trends import TrendStore
     from gateway.core.vibration import VibrationPipeline
+    from gateway.ledger.anchors import AnchorPublisher
     from gateway.ledger.permit_sync import PermitSync
     from gateway.ledger.records import Records
     from gateway.northbound.mqtt_out import MqttOut
@@ -62,6 +63,7 @@ class Parts(Protocol):
     fanout: FanOut
     hub: StatusHub
     metrics: Metrics
+    anchors: AnchorPublisher
     state_dir: Path
     last_good: LastGoodSink
 

@@ -202,6 +202,7 @@ def snapshot(d: Parts) -> dict[str, Any]:
             "sparkplug": d.sparkplug.status() if d.sparkplug is not None else None,
         },
         "config": {"hash": d.config_hash, "last_reload": d.last_reload},
+        "audit": {"anchor": d.anchors.last},
         "sinks": [
             {"sink": n, "errors": d.fanout.faults.get(n, 0), "last_error": d.fanout.last_error.get(n, "")}
             for n in d.fanout.names

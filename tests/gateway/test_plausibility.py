@@ -63,3 +63,21 @@ def test_tls_in_front_or_loopback_is_not_warned() -> None:
     assert "status.bind" not in warned(raw)
     raw["status"].update(bind="::1", secure_cookie=False)
     assert "status.bind" not in warned(raw)
+
+
+def test_check_config_prints_the_warnings_and_strict_makes_them_errors(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from gateway.config.tomlw import dumps
+
+    raw = demo()
+    raw["status"].update(bind="0.0.0.0")
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(dumps(raw))
+    cmd = [sys.executable, "-m", "gateway.app.cli", "check-config", str(cfg)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and "OK with 1 warning(s)" in done.stdout, done.stdout + done.stderr
+    assert "status.bind: 0.0.0.0 serves the status page beyond this box over plain HTTP" in done.stderr
+    strict = subprocess.run([*cmd, "--strict"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert strict.returncode == 2 and "1 error(s) (--strict)" in strict.stderr, strict.stderr
