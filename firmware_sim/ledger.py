@@ -3,7 +3,8 @@
 Implements the contract: idempotent POSTs keyed by Idempotency-Key (201 created, 200 the
 same record again, 409 same key with another body, 400/422 invalid), permits stored and
 served in the gateway's wire format (drivers/ledger/permit_codec.py, the Permit schema of
-docs/ledger-api.yaml) and signed with Ed25519 over canonical JSON, and competencies.
+docs/ledger-api.yaml) and signed with Ed25519 over their RFC 8785 canonical JSON (canon
+"jcs"), and competencies.
 Adds dev-only endpoints under /dev (add permits and competencies, set fault knobs, read
 back records) and fault knobs to fail, hang, slow down or reject requests. NOT a
 production ledger.
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import base64
 import json
+import math
 import re
 import signal
 import sqlite3
@@ -29,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -110,6 +113,10 @@ def validate_record(stream: str, body: Any) -> list[str]:
     return problems
 
 
+CANON = "jcs"
+"""A permit's "canon": it is signed over its RFC 8785 canonical JSON."""
+MAX_SAFE_INTEGER = 2**53 - 1
+"""RFC 8785 / I-JSON: no integer beyond +-(2**53 - 1) in a signed document."""
 PERMIT_TYPES = ("hot_work", "confined_space")
 PERMIT_STATES = ("draft", "submitted", "approved", "active", "suspended", "closed", "cancelled", "expired")
 ROLES = ("operator", "entrant", "attendant", "fire_watch", "supervisor", "issuer")
@@ -150,7 +157,8 @@ _PERMIT_LISTS: dict[str, Callable[[Any, str], list[str]]] = {
 }
 _PERMIT = {
     "permit_id": (_str, True),
-    "revision": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**53, True),
+    "revision": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SAFE_INTEGER, True),
+    "canon": (lambda v: v == CANON, True),
     "type": (_enum(PERMIT_TYPES), True), "grade": (_any_str, False),
     "site_id": (_str, True), "zone_id": (_str, True), "state": (_enum(PERMIT_STATES), True),
     "valid_from": (_time, True), "valid_to": (_time, True),
@@ -186,16 +194,105 @@ def validate_permit(body: Any) -> list[str]:
     return [p.replace(".: ", ": ") for p in problems]
 
 
-def canonical_json(doc: Mapping[str, Any]) -> bytes:
-    """The signed form: sorted keys, no whitespace, UTF-8.
+def canonical_json(doc: Any) -> bytes:
+    """The signed form: RFC 8785 (JSON Canonicalization Scheme), UTF-8.
 
     Written here again on purpose: this is the *central* side of the contract, and the tests
-    verify its signatures with the gateway's own drivers.ledger.permit_codec, so a drift
-    between the two canonical forms fails a test instead of hiding.
+    verify its signatures with the gateway's own drivers.ledger.permit_codec (which uses the
+    rfc8785 package), so a drift between the two canonical forms fails a test instead of
+    hiding. Raises ValueError for what has no RFC 8785 form (NaN, Infinity, an integer beyond
+    +-(2**53 - 1), a lone surrogate) and TypeError for what is not JSON.
     """
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
+    out: list[str] = []
+    _jcs(doc, out)
+    return "".join(out).encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
+
+
+def _jcs(v: Any, out: list[str]) -> None:
+    if v is None or isinstance(v, bool):
+        out.append({None: "null", True: "true", False: "false"}[v])
+    elif isinstance(v, int):
+        if abs(v) > MAX_SAFE_INTEGER:
+            raise ValueError(f"integer {v} is beyond +-(2**53 - 1): not exact in every JSON reader")
+        out.append(str(int(v)))
+    elif isinstance(v, float):
+        out.append(_jcs_number(v))
+    elif isinstance(v, str):
+        out.append(_jcs_string(v))
+    elif isinstance(v, list | tuple):
+        out.append("[")
+        for i, item in enumerate(v):
+            out.append("," if i else "")
+            _jcs(item, out)
+        out.append("]")
+    elif isinstance(v, Mapping):
+        if not all(isinstance(k, str) for k in v):
+            raise TypeError("object keys must be strings")
+        out.append("{")
+        for i, k in enumerate(sorted(v, key=_utf16_units)):
+            out.append(("," if i else "") + _jcs_string(k) + ":")
+            _jcs(v[k], out)
+        out.append("}")
+    else:
+        raise TypeError(f"{type(v).__name__} is not JSON")
+
+
+def _utf16_units(key: str) -> list[int]:
+    """RFC 8785 3.2.3: members are sorted by the UTF-16 code units of their names."""
+    units: list[int] = []
+    for ch in key:
+        cp = ord(ch)
+        if cp > 0xFFFF:  # a surrogate pair: sorts below U+E000..U+FFFF, unlike code points
+            cp -= 0x10000
+            units += (0xD800 | cp >> 10, 0xDC00 | cp & 0x3FF)
+        else:
+            units.append(cp)
+    return units
+
+
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _jcs_string(s: str) -> str:
+    """RFC 8785 3.2.2.2: only '"', '\\' and controls are escaped; controls without a short
+    escape as \\u00xx (lowercase hex); everything else as itself."""
+    return '"' + "".join(
+        _SHORT_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ch < " " else ch) for ch in s
+    ) + '"'
+
+
+def _jcs_number(x: float) -> str:
+    """RFC 8785 3.2.2.3: ECMAScript's Number.prototype.toString (ECMA-262 Number::toString).
+
+    Python's repr already picks the shortest digits that read back as the same double, as
+    ECMAScript does; only the layout differs (1e-07 -> 1e-7, 1e+16 -> 10000000000000000).
+    """
+    if not math.isfinite(x):
+        raise ValueError(f"{x} has no JSON form")
+    if x == 0:
+        return "0"  # -0 too
+    _, digit_tuple, exp = Decimal(repr(abs(x))).normalize().as_tuple()
+    assert isinstance(exp, int)
+    digits = "".join(map(str, digit_tuple))
+    k, n = len(digits), exp + len(digits)  # the value is 0.<digits> * 10**n
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        e = f"{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+        text = digits + "e" + e if k == 1 else digits[0] + "." + digits[1:] + "e" + e
+    return ("-" if x < 0 else "") + text
+
+
+def _same_record(a: Any, b: Any) -> bool:
+    """Idempotency: the same record is the same JSON with keys sorted (order and spacing aside)."""
+    def form(v: Any) -> str:
+        return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    return form(a) == form(b)
 
 
 def _utc() -> str:
@@ -322,16 +419,22 @@ class ReferenceLedger:
 
         Like a real ledger, it raises the revision on every change: a body without "revision"
         gets the stored one + 1 (1 for a new permit); one with "revision" keeps it (tests of
-        rolled-back or conflicting revisions). Raises ValueError naming every problem when the
-        body breaks the Permit schema.
+        rolled-back or conflicting revisions). A body without "canon" gets "jcs": the form it
+        is signed in. Raises ValueError naming every problem when the body breaks the Permit
+        schema or has no RFC 8785 form (e.g. an integer beyond 2**53 - 1).
         """
         body = {k: v for k, v in permit.items() if k != "signature"}
         if "revision" not in body and isinstance(body.get("permit_id"), str):
             body["revision"] = self._revision(body["permit_id"]) + 1
+        body.setdefault("canon", CANON)
         problems = validate_permit(body)
         if problems:
             raise ValueError("add_permit: " + "; ".join(problems))
-        signed = body | {"signature": base64.b64encode(self._key.sign(canonical_json(body))).decode()}
+        try:
+            signed_bytes = canonical_json(body)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"add_permit: no RFC 8785 form: {exc}") from exc
+        signed = body | {"signature": base64.b64encode(self._key.sign(signed_bytes)).decode()}
         with self._lock:
             self._con.execute(
                 "INSERT OR REPLACE INTO permits (permit_id, site, zone, signed) VALUES (?, ?, ?, ?)",
@@ -443,7 +546,7 @@ class ReferenceLedger:
                                 (stream, key)).fetchone()
         if row is not None:
             old = json.loads(row[0])
-            return (200 if canonical_json(old) == canonical_json(body) else 409), old | {"received_utc": row[1]}
+            return (200 if _same_record(old, body) else 409), old | {"received_utc": row[1]}
         now = _utc()
         self._con.execute("INSERT INTO records (stream, key, body, received_utc) VALUES (?, ?, ?, ?)",
                           (stream, key, json.dumps(body), now))

@@ -3,9 +3,10 @@
 
 One builder for the tests and the bench: `permit_doc(...)` is the document, `person`,
 `gas_test`, `approval` and `competency` are its list items. Times are epoch seconds and are
-written as integers. The document is unsigned: sign it with
-`drivers.ledger.permit_codec.sign_permit`, or hand it to `firmware_sim.ledger.ReferenceLedger`
-(`add_permit` numbers the revision of a document that has none and signs it).
+written as integers. The document carries `"canon": "jcs"` (it is to be signed over its RFC
+8785 canonical JSON) but no signature: sign it with `drivers.ledger.permit_codec.sign_permit`,
+or hand it to `firmware_sim.ledger.ReferenceLedger` (`add_permit` numbers the revision of a
+document that has none and signs it).
 
     permit_doc("HW-7", "bay-2", site_id="demo-plant", valid_from=now - 600, valid_to=now + 3600,
                people=[person("E10", "operator"), person("E20", "fire_watch"), person("E99", "issuer")],
@@ -20,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 FIELD_ORDER = (
-    "permit_id", "revision", "type", "grade", "site_id", "zone_id", "state", "valid_from", "valid_to",
+    "permit_id", "revision", "canon", "type", "grade", "site_id", "zone_id", "state", "valid_from", "valid_to",
     "people", "gas_tests", "isolations", "approvals", "linked_permits", "history", "max_entrants", "competencies",
 )  # fmt: skip
 """The wire format's fields in the order the ledger writes them; other fields follow."""
@@ -81,13 +82,16 @@ def permit_doc(
     grade: str = "second",
     state: str = "active",
     revision: int | None = 1,
+    canon: str | None = "jcs",
     gas_tests: Iterable[Mapping[str, Any]] = (),
     approvals: Iterable[Mapping[str, Any]] = (),
     competencies: Iterable[Mapping[str, Any]] = (),
     **extra: Any,
 ) -> dict[str, Any]:
     """A permit document. `revision=None` leaves the revision out (the reference ledger numbers
-    it); `extra` adds other fields as given (isolations, history, max_entrants, ...)."""
+    it); `canon=None` leaves out the signed form's name, as a ledger of the pre-RFC 8785 form
+    did (for tests of its refusal); `extra` adds other fields as given (isolations, history,
+    max_entrants, ...)."""
     doc: dict[str, Any] = {
         "permit_id": permit_id,
         "type": kind,
@@ -105,4 +109,6 @@ def permit_doc(
     }
     if revision is not None:
         doc["revision"] = revision
+    if canon is not None:
+        doc["canon"] = canon
     return {k: doc[k] for k in FIELD_ORDER if k in doc} | {k: v for k, v in doc.items() if k not in FIELD_ORDER}

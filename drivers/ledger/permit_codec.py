@@ -1,9 +1,9 @@
 """Signed permits from the central ledger: canonical JSON, Ed25519, parsing into `rules.permit`.
 
-Wire format: one JSON object (UTF-8) with the permit fields and a "signature" field:
+Wire format: one JSON object (UTF-8) with the permit fields, "canon" and a "signature" field:
 
-    {"permit_id": "HW-1", "type": "hot_work", "grade": "first", "site_id": "s1",
-     "zone_id": "z1", "state": "approved",
+    {"permit_id": "HW-1", "revision": 3, "canon": "jcs", "type": "hot_work", "grade": "first",
+     "site_id": "s1", "zone_id": "z1", "state": "approved",
      "valid_from": 1714550400, "valid_to": "2024-05-01T16:00:00Z",
      "people": [{"id": "p1", "role": "operator"}, ...],
      "gas_tests": [{"at": ..., "tester": "p4", "o2": 20.9, "lel": 0, "h2s": 0, "co": 0,
@@ -13,17 +13,27 @@ Wire format: one JSON object (UTF-8) with the permit fields and a "signature" fi
      "linked_permits": ["CS-2"], "history": [{"from": "draft", "to": "submitted", "at": ..., "reason": ""}],
      "max_entrants": 2,
      "competencies": [{"person": "p1", "certificate_id": "C-9", "kind": "hot_work", "expires": ...}],
-     "signature": "<base64 Ed25519 signature of canonical_json(body without 'signature')>"}
+     "signature": "<base64 Ed25519 signature of signing_bytes(body)>"}
 
 Times are epoch seconds UTC (a JSON number) or ISO 8601 strings with an explicit offset.
 Optional lists default to empty; unknown fields are ignored (they are still covered by
 the signature).
 
-Canonical form (what the ledger signs): `json.dumps(body, sort_keys=True,
-separators=(",", ":"), ensure_ascii=False, allow_nan=False)` encoded as UTF-8, without
-the "signature" field. Floats are rendered as Python's `repr`; a non-Python ledger must
-produce the same bytes (integers for times avoid any doubt; RFC 8785 agrees on integers
-and on most floats).
+Signed form (`signing_bytes`): the RFC 8785 JSON Canonicalization Scheme (JCS) of the
+document without its "signature" member, as UTF-8. `"canon": "jcs"` says so and is signed
+with the rest. JCS is language-neutral: members sorted by the UTF-16 code units of their
+names, no whitespace, strings escaped only where JSON must, numbers as ECMAScript writes
+them (1700000000.0 -> 1700000000, 1e-07 -> 1e-7, -0.0 -> 0). Integers must lie within
++-(2**53 - 1) (I-JSON), so that every JSON implementation reads them exactly.
+
+A document without "canon" was signed in the pre-RFC 8785 form (Python's sorted-key
+`json.dumps`, floats as Python's repr): refused as `old_canon`, whatever its signature,
+so a ledger that has not been upgraded is told so instead of failing as a forgery. Any
+other "canon" is refused as `unknown_canon`.
+
+`canonical_json` is the gateway's own sorted-key form. It is not what a ledger signs: it
+stays as it was for the audit chain's hashes (gateway/ledger/audit.py) and the content
+identity of accepted permits, so existing chains and state keep verifying.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
+import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -68,6 +79,15 @@ _T = TypeVar("_T")
 MAX_PERMIT_BYTES = 64 * 1024
 """A permit is a few kB; anything much bigger is refused before parsing."""
 
+CANON = "jcs"
+"""The value of a permit's "canon" member: signed over its RFC 8785 canonical JSON."""
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer a signed document may hold (RFC 8785 / I-JSON: exact in every JSON reader)."""
+OLD_CANON_DETAIL = (
+    "signed in the pre-RFC 8785 form (no canon field): the ledger must add canon = 'jcs' and sign "
+    "the RFC 8785 canonical JSON (docs/ledger-api.yaml)"
+)
+
 
 class RejectReason(StrEnum):
     MALFORMED = "malformed"
@@ -79,6 +99,10 @@ class RejectReason(StrEnum):
     INVALID = "invalid"
     """Signed and well-formed, but `rules.permit.validate` found problems (see `problems`)."""
     OVERSIZE = "oversize"
+    OLD_CANON = "old_canon"
+    """No "canon" member: signed in the pre-RFC 8785 form, which is no longer accepted."""
+    UNKNOWN_CANON = "unknown_canon"
+    """A "canon" other than "jcs": a signed form this gateway does not know."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +143,11 @@ def _finite_float(text: str) -> float:
 
 
 def canonical_json(obj: Any) -> bytes:
-    """Sorted keys, no spaces, UTF-8, no NaN/Infinity. Raises ValueError/TypeError otherwise."""
+    """Sorted keys, no spaces, UTF-8, no NaN/Infinity. Raises ValueError/TypeError otherwise.
+
+    The gateway's own form for its audit chain and content hashes, unchanged so that existing
+    chains verify. Not the signed form of a permit: that is `signing_bytes` (RFC 8785).
+    """
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
         "utf-8"
     )
@@ -132,14 +160,29 @@ def loads_strict(data: bytes | str) -> Any:
     )
 
 
+def jcs(obj: Any) -> bytes:
+    """RFC 8785 (JCS) canonical JSON of `obj`, UTF-8.
+
+    Raises ValueError when `obj` has no such form: NaN or Infinity, an integer beyond
+    +-(2**53 - 1), a lone surrogate, a non-string key or a value that is not JSON.
+    """
+    return rfc8785.dumps(obj)  # its CanonicalizationError is a ValueError
+
+
 def signing_bytes(body: Mapping[str, Any]) -> bytes:
-    """The bytes the ledger signs: the canonical JSON of `body` without its "signature"."""
-    return canonical_json({k: v for k, v in body.items() if k != "signature"})
+    """The bytes the ledger signs: the RFC 8785 canonical JSON of `body` without its "signature".
+
+    Raises ValueError when the body has no RFC 8785 form (see `jcs`).
+    """
+    return jcs({k: v for k, v in body.items() if k != "signature"})
 
 
 def sign_permit(body: Mapping[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
-    """A copy of `body` with "signature" set (any old signature is replaced). For the reference ledger."""
-    unsigned = {k: v for k, v in body.items() if k != "signature"}
+    """A copy of `body` with canon = "jcs" and "signature" set (any old signature is replaced).
+
+    For the reference ledger and tests. Raises ValueError when the body has no RFC 8785 form.
+    """
+    unsigned = {k: v for k, v in body.items() if k != "signature"} | {"canon": CANON}
     sig = private_key.sign(signing_bytes(unsigned))
     return {**unsigned, "signature": base64.b64encode(sig).decode("ascii")}
 
@@ -174,12 +217,26 @@ def verify_permit(
         return PermitRejection(RejectReason.UNSIGNED, "no signature field", pid)
     if not isinstance(sig_field, str):
         return PermitRejection(RejectReason.MALFORMED, "signature: expected a base64 string", pid)
+    canon = body.get("canon")
+    if canon is None:
+        return PermitRejection(RejectReason.OLD_CANON, OLD_CANON_DETAIL, pid)
+    if canon != CANON:
+        return PermitRejection(
+            RejectReason.UNKNOWN_CANON,
+            f"canon {repr(canon)[:40]} is not a signed form this gateway verifies: only canon = 'jcs', "
+            "the RFC 8785 canonical JSON (docs/ledger-api.yaml)",
+            pid,
+        )
     try:
         sig = base64.b64decode(sig_field, validate=True)
     except (binascii.Error, ValueError):
         return PermitRejection(RejectReason.BAD_SIGNATURE, "signature: not valid base64", pid)
     try:
-        ledger_public_key.verify(sig, signing_bytes(body))
+        signed = signing_bytes(body)
+    except (ValueError, RecursionError) as exc:
+        return PermitRejection(RejectReason.MALFORMED, f"no RFC 8785 canonical form: {str(exc)[:80]}", pid)
+    try:
+        ledger_public_key.verify(sig, signed)
     except InvalidSignature:
         return PermitRejection(RejectReason.BAD_SIGNATURE, "signature does not match the ledger key", pid)
 
@@ -372,7 +429,7 @@ def _linked(item: Any, w: str) -> str:
 def permit_from_body(body: Mapping[str, Any]) -> Permit:
     """Parse a (verified) permit body into the pure model. Raises `PermitFormatError` naming the field."""
     revision = body.get("revision")
-    if isinstance(revision, bool) or not isinstance(revision, int) or not 1 <= revision <= 2**53:
+    if isinstance(revision, bool) or not isinstance(revision, int) or not 1 <= revision <= MAX_SAFE_INTEGER:
         raise PermitFormatError(
             "revision", "required: an integer >= 1 that the ledger raises with every change of the permit"
         )

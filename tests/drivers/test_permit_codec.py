@@ -15,11 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.ledger import (
+    MAX_SAFE_INTEGER,
     LedgerKeyError,
     PermitFormatError,
     PermitRejection,
     RejectReason,
     canonical_json,
+    jcs,
     load_ledger_public_key,
     permit_from_body,
     permit_to_body,
@@ -92,20 +94,38 @@ def reason(r: Permit | PermitRejection) -> RejectReason | None:
 
 
 def test_canonical_json_form() -> None:
+    # The gateway's own form (audit chain, content hashes): unchanged, floats as Python's repr.
     assert canonical_json({"b": 1, "a": [1.5, "é"], "c": None}) == '{"a":[1.5,"é"],"b":1,"c":null}'.encode()
+    assert canonical_json({"t": 1700000000.0, "x": 1e-07}) == b'{"t":1700000000.0,"x":1e-07}'
     with pytest.raises(ValueError):
         canonical_json({"x": float("nan")})
     with pytest.raises(ValueError):
         canonical_json({"x": float("inf")})
+
+
+def test_signing_bytes_are_rfc_8785_without_the_signature() -> None:
     assert signing_bytes({"b": 1, "signature": "zz"}) == b'{"b":1}'
+    doc = {"valid_from": 1700000000.0, "o2": 20.9, "lel": 1e-7, "h2s": -0.0, "big": 1e21, "n": MAX_SAFE_INTEGER,
+           "é": "\U0001F600\u20ac\n", "\ufb33": 1, "\U0001F600": 2, "canon": "jcs", "signature": "x"}
+    assert signing_bytes(doc) == (
+        '{"big":1e+21,"canon":"jcs","h2s":0,"lel":1e-7,"n":9007199254740991,"o2":20.9,"valid_from":1700000000,'
+        '"é":"\U0001F600€\\n","\U0001F600":2,"\ufb33":1}'
+    ).encode()
+    for bad in (float("nan"), float("inf"), MAX_SAFE_INTEGER + 1, -MAX_SAFE_INTEGER - 1, "\ud800"):
+        with pytest.raises(ValueError):
+            signing_bytes({"x": bad})
 
 
-def test_sign_permit_replaces_signature_and_keeps_input() -> None:
+def test_sign_permit_replaces_signature_sets_canon_and_keeps_input() -> None:
     b = body(signature="old")
     s = sign_permit(b, KEY)
-    assert b["signature"] == "old"
-    assert len(base64.b64decode(s["signature"])) == 64
-    PUB.verify(base64.b64decode(s["signature"]), signing_bytes(b))
+    assert b["signature"] == "old" and "canon" not in b
+    assert s["canon"] == "jcs" and len(base64.b64decode(s["signature"])) == 64
+    unsigned = {k: v for k, v in b.items() if k != "signature"} | {"canon": "jcs"}
+    PUB.verify(base64.b64decode(s["signature"]), jcs(unsigned))
+    assert sign_permit(body(canon="c14n"), KEY)["canon"] == "jcs"  # it signs one form and says which
+    with pytest.raises(ValueError):
+        sign_permit(body(valid_from=2**53), KEY)  # no RFC 8785 form: nothing to sign
 
 
 # --- good ----------------------------------------------------------------------------
@@ -155,6 +175,24 @@ def _no_sig(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "signature"}
 
 
+def old_form(doc: dict[str, Any], key: Ed25519PrivateKey = KEY) -> dict[str, Any]:
+    """Signed as a ledger did before RFC 8785: no canon, Python's sorted-key json.dumps."""
+    unsigned = {k: v for k, v in doc.items() if k not in ("signature", "canon")}
+    sig = key.sign(canonical_json(unsigned))
+    return unsigned | {"signature": base64.b64encode(sig).decode()}
+
+
+def _fake_sig(doc: dict[str, Any]) -> dict[str, Any]:
+    """Canon jcs and a well-formed signature, for bodies that cannot be signed at all."""
+    return doc | {"canon": "jcs", "signature": base64.b64encode(bytes(64)).decode()}
+
+
+def _legacy_bytes_with_canon(doc: dict[str, Any]) -> dict[str, Any]:
+    """Says canon jcs but signed the old bytes: differs where the forms differ (floats here)."""
+    unsigned = {k: v for k, v in doc.items() if k != "signature"} | {"canon": "jcs"}
+    return unsigned | {"signature": base64.b64encode(KEY.sign(canonical_json(unsigned))).decode()}
+
+
 REJECTIONS: list[tuple[str, Any, RejectReason]] = [
     ("one body byte changed", _flip_body_byte(signed()), RejectReason.BAD_SIGNATURE),
     ("signed by another key", _other_key(body()), RejectReason.BAD_SIGNATURE),
@@ -186,7 +224,16 @@ REJECTIONS: list[tuple[str, Any, RejectReason]] = [
     ("signed, unknown role", signed(people=[{"id": "x", "role": "boss"}]), RejectReason.MALFORMED),
     ("signed, people not a list", signed(people={"id": "x"}), RejectReason.MALFORMED),
     ("signed, max_entrants negative", signed(max_entrants=-1), RejectReason.MALFORMED),
-    ("signed, huge number", signed(valid_from=10**400), RejectReason.MALFORMED),
+    ("huge number", _fake_sig(body(valid_from=10**400)), RejectReason.MALFORMED),
+    ("integer beyond 2**53 - 1", _fake_sig(body(note=2**53)), RejectReason.MALFORMED),
+    ("revision beyond 2**53 - 1", _fake_sig(body(revision=2**53)), RejectReason.MALFORMED),
+    ("pre-RFC 8785 form", old_form(body()), RejectReason.OLD_CANON),
+    ("pre-RFC 8785 form, bytes", raw(old_form(body())), RejectReason.OLD_CANON),
+    ("canon null", sign_permit(body(), KEY) | {"canon": None}, RejectReason.OLD_CANON),
+    ("canon removed after signing", {k: v for k, v in signed().items() if k != "canon"}, RejectReason.OLD_CANON),
+    ("canon of another form", {**signed(), "canon": "c14n"}, RejectReason.UNKNOWN_CANON),
+    ("canon not a string", {**signed(), "canon": 1}, RejectReason.UNKNOWN_CANON),
+    ("canon jcs over the old bytes", _legacy_bytes_with_canon(body(valid_from=float(T0))), RejectReason.BAD_SIGNATURE),
     ("oversize bytes", b" " * 70_000 + raw(signed()), RejectReason.OVERSIZE),
     ("oversize dict", signed(note="x" * 70_000), RejectReason.OVERSIZE),
 ]  # fmt: skip
@@ -198,6 +245,32 @@ def test_rejections(case: str, doc: Any, want: RejectReason) -> None:
     assert isinstance(got, PermitRejection), case
     assert got.reason is want, got.detail
     assert got.detail
+
+
+def test_old_form_is_refused_with_what_the_ledger_must_change() -> None:
+    got = verify(old_form(body()))
+    assert isinstance(got, PermitRejection) and got.permit_id == "HW-7"
+    assert got.detail == (
+        "signed in the pre-RFC 8785 form (no canon field): the ledger must add canon = 'jcs' and sign "
+        "the RFC 8785 canonical JSON (docs/ledger-api.yaml)"
+    )
+    other = verify({**signed(), "canon": "c14n"})
+    assert isinstance(other, PermitRejection) and "'c14n'" in other.detail and "canon = 'jcs'" in other.detail
+
+
+def test_a_ledger_in_another_language_verifies_with_its_own_number_forms() -> None:
+    # The bytes a JavaScript ledger writes (JSON.stringify of the same numbers) and signs.
+    unsigned = body(valid_from=1714550400.0, gas_tests=[{"at": 1714550400.5, "tester": "t1", "o2": 20.9,
+                    "lel": 1e-7, "h2s": 0, "co": -0.0, "instrument": "GX-1", "bump_at": 1.7145468e9,
+                    "cal_due": 1e10}]) | {"canon": "jcs"}
+    signed_bytes = signing_bytes(unsigned)
+    assert b'"valid_from":1714550400,' in signed_bytes
+    assert b'{"at":1714550400.5,"bump_at":1714546800,"cal_due":10000000000,"co":0,"h2s":0,"instrument":"GX-1",' \
+           b'"lel":1e-7,"o2":20.9,"tester":"t1"}' in signed_bytes
+    sig = base64.b64encode(KEY.sign(signed_bytes)).decode()
+    wire = signed_bytes[:-1] + b',"signature":"' + sig.encode() + b'"}'  # as the ledger sends it
+    p = verify(wire)
+    assert isinstance(p, Permit) and p.gas_tests[0].lel_pct == 1e-7 and p.valid_from == T0
 
 
 def test_invalid_carries_the_problems() -> None:
@@ -237,7 +310,7 @@ json_values = st.recursive(
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=5),
     max_leaves=20,
 )
-keys = st.sampled_from([*body(), "signature"])
+keys = st.sampled_from([*body(), "canon", "signature"])
 json_docs = st.dictionaries(keys | st.text(max_size=8), json_values, max_size=12)
 
 
@@ -252,7 +325,12 @@ def test_random_json_never_raises_never_verifies(doc: Any) -> None:
 @given(patch=st.dictionaries(keys, json_values, max_size=4))
 def test_signed_garbage_fields_never_raise(patch: dict[str, Any]) -> None:
     # Genuinely signed, so the parser and the validator see every kind of wrong value.
-    got = verify(sign_permit(body(**patch), KEY))
+    try:
+        doc = sign_permit(body(**patch), KEY)
+    except ValueError:  # no RFC 8785 form (an integer beyond 2**53 - 1): refused, whatever the signature
+        assert reason(verify(_fake_sig(body(**patch)))) in (RejectReason.MALFORMED, RejectReason.OVERSIZE)
+        return
+    got = verify(doc)
     assert isinstance(got, Permit | PermitRejection)
     if isinstance(got, PermitRejection):
         assert got.reason is not RejectReason.BAD_SIGNATURE

@@ -24,7 +24,7 @@ import jsonschema
 import pytest
 import yaml
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate as validate_openapi
@@ -32,9 +32,11 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from drivers.ledger.permit_codec import (
+    MAX_SAFE_INTEGER,
     PermitRejection,
     RejectReason,
     canonical_json,
+    jcs,
     permit_from_body,
     signing_bytes,
     verify_permit,
@@ -233,8 +235,8 @@ def test_reference_permit_validator_agrees_with_the_document_and_the_gateway(cha
 
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=12,
 )
@@ -243,9 +245,40 @@ _JSON = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(extra=st.dictionaries(st.text(max_size=6), _JSON, max_size=4))
 def test_both_canonical_forms_agree_so_signatures_verify(extra: dict[str, Any]) -> None:
-    """The ledger's canonical JSON is written independently: it must give the gateway's bytes."""
+    """The ledger's RFC 8785 form is written independently: it must give the gateway's bytes (rfc8785's)."""
     body = {**extra, **_PERMIT}
-    assert ledger_canonical_json(body) == canonical_json(body) == signing_bytes(body | {"signature": "x"})
+    assert ledger_canonical_json(body) == jcs(body) == signing_bytes(body | {"signature": "x"})
+
+
+def _without_canon(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != "canon"}
+
+
+def test_the_ledger_signs_rfc_8785_and_says_so(ledger: ReferenceLedger) -> None:
+    pub = Ed25519PublicKey.from_public_bytes(ledger.public_key)
+    floats = _without_canon(permit_doc("HW-3", "bay-1", valid_from=T0, valid_to=T0 + 3600,
+                                       note=[1e-7, 1700000000.0, -0.0]))
+    signed = ledger.add_permit(floats)  # a body without canon gets "jcs": the form the ledger signs
+    assert signed["canon"] == "jcs"
+    assert b'"note":[1e-7,1700000000,0]' in signing_bytes(signed)
+    assert canonical_json(signed) != jcs(signed)  # the old form differs here: it must not be what was signed
+    assert isinstance(verify_permit(signed, pub, "plant-1", ZONES, T0 + 60), Permit)
+    with pytest.raises(ValueError, match=r"canon: invalid value 'c14n'"):
+        ledger.add_permit(floats | {"canon": "c14n"})
+    with pytest.raises(ValueError, match=r"no RFC 8785 form"):
+        ledger.add_permit(floats | {"note": 2**53})
+
+
+async def test_a_ledger_still_signing_the_old_form_is_refused_with_why(ledger: ReferenceLedger) -> None:
+    key = Ed25519PrivateKey.generate()
+    old = _without_canon(permit_doc("HW-4", "bay-1", valid_from=T0, valid_to=T0 + 3600)) | {"revision": 1}
+    ledger.store_signed_permit(old | {"signature": base64.b64encode(key.sign(canonical_json(old))).decode()})
+    async with LedgerClient(ledger.url) as c:
+        (served,) = await c.get_permits("plant-1", "bay-1")
+    assert not schema_ok("SignedPermit", served)  # off the contract: canon is required
+    got = verify_permit(served, key.public_key(), "plant-1", ZONES, T0 + 60)
+    assert isinstance(got, PermitRejection) and got.reason is RejectReason.OLD_CANON
+    assert "pre-RFC 8785" in got.detail and "canon = 'jcs'" in got.detail and "docs/ledger-api.yaml" in got.detail
 
 
 async def test_competencies(ledger: ReferenceLedger, http: aiohttp.ClientSession) -> None:
