@@ -5,7 +5,8 @@ documented wire format in drivers/face/codec.py) rather than calling the gateway
 so a mismatch between the two shows up in the tests.
 
 Knobs (`Fault`) produce bad events on purpose: wrong key, replayed sequence, stale time
-(past or future), wrong verify mode, unknown terminal, garbage bytes, oversize body.
+(past or future), wrong verify mode, unknown terminal, garbage bytes, oversize body, and
+the pre-RFC 8785 signed form of an old firmware.
 
     python -m firmware_sim.face_terminal keys --alg ed25519 --out /tmp/ft-1
     python -m firmware_sim.face_terminal send --terminal ft-1 --alg ed25519 \\
@@ -49,10 +50,28 @@ class Fault(StrEnum):
     UNKNOWN_TERMINAL = "unknown_terminal"
     GARBAGE = "garbage"
     OVERSIZE = "oversize"
+    OLD_CANON = "old_canon"
+    """Sign the pre-RFC 8785 form (no "canon", Python's sorted-key json.dumps), as an old firmware did."""
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def canonical(body: dict[str, Any]) -> bytes:
+    """RFC 8785 (JCS) bytes of a flat event body, from the wire format in drivers/face/codec.py.
+
+    Members sorted by the UTF-16 code units of their names; values (strings, integers within
+    +-(2**53 - 1), booleans, null: the only ones the wire format allows) are written as
+    json.dumps(ensure_ascii=False) writes them, which for these is RFC 8785's form. Written
+    here rather than taken from the gateway, as a terminal vendor would.
+    """
+    for k, v in body.items():
+        if isinstance(v, float | list | dict) or (isinstance(v, int) and abs(v) > 2**53 - 1):
+            raise ValueError(f"{k}: {type(v).__name__} {v!r:.20} is not allowed in a signed face event")
+    members = sorted(body.items(), key=lambda kv: kv[0].encode("utf-16-be"))
+    text = ",".join(json.dumps(k, ensure_ascii=False) + ":" + json.dumps(v, ensure_ascii=False) for k, v in members)
+    return ("{" + text + "}").encode("utf-8")
 
 
 def write_hmac_secret(path: Path, secret: bytes | None = None) -> bytes:
@@ -153,14 +172,19 @@ class FaceTerminalSim:
             "verify_mode": "card" if fault is Fault.WRONG_MODE else verify_mode,
             "time": t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "seq": self.seq,
+            "canon": "jcs",
             "score": "0.97",
             **(extra or {}),
         }
         if fault is Fault.OVERSIZE:
             body["photo"] = "A" * 8192
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if fault is Fault.OLD_CANON:
+            del body["canon"]
+            signed = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        else:
+            signed = canonical(body)
         key = self._random_key() if fault is Fault.WRONG_KEY else self._key
-        body["signature"] = self._sign(canonical, key)
+        body["signature"] = self._sign(signed, key)
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         self._last = raw
         return raw

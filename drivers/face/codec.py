@@ -1,4 +1,4 @@
-"""Face-terminal events: wire format, authentication, replay and clock checks. Pure.
+r"""Face-terminal events: wire format, authentication, replay and clock checks. Pure.
 
 No clock reads, no I/O, no logging: the wall clock (`now_utc`) and the monotonic clock
 (`now_mono`) come in with every call, and the replay state goes out with every result.
@@ -9,25 +9,34 @@ Wire format (one event per HTTP body or MQTT message, UTF-8 JSON object)::
      "person": "E10442",                   person id as enrolled on the terminal
      "verify_mode": "face",                "face" | "card" | "fingerprint" | "face+card" | ...
      "time": "2024-05-02T07:59:58.120Z",   when the terminal matched, ISO 8601 with offset
-     "seq": 1873,                          per-terminal counter, strictly increasing
+     "seq": 1873,                          per-terminal counter, strictly increasing, < 2**53
+     "canon": "jcs",                       the signed form (below)
      "score": "0.973",                     optional extra fields: covered by the signature
      "signature": "9c0f...e1"}
 
 The signature covers the *canonical bytes* of the body without its ``signature`` field:
-``json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` encoded
-as UTF-8. With ``hmac-sha256`` it is the lowercase hex HMAC-SHA256 under the terminal's
+its RFC 8785 canonical JSON (JCS), UTF-8, which ``"canon": "jcs"`` names and which is signed
+with the rest. For the flat bodies allowed here that is: members sorted by the UTF-16 code
+units of their names, no whitespace, strings escaped only where JSON must (``\"``, ``\\``,
+``\b \f \n \r \t``, other controls as lowercase ``\u00xx``), integers in decimal.
+With ``hmac-sha256`` it is the lowercase hex HMAC-SHA256 under the terminal's
 shared secret (64 characters); with ``ed25519`` it is the standard base64 (padded) of the
 64-byte Ed25519 signature, checked with the terminal's public key. The algorithm comes
 from the gateway's configuration of the terminal, never from the message (no algorithm
 confusion).
 
 To keep the canonical form identical across languages, the body is a flat object whose
-values are strings, integers, booleans or null: floats are refused (send a score as a
-string), as are duplicate keys, NaN/Infinity and nesting.
+values are strings, integers within +-(2**53 - 1), booleans or null: floats are refused
+(send a score as a string), as are duplicate keys, NaN/Infinity and nesting.
+
+An event without ``canon`` was signed in the pre-RFC 8785 form (Python's sorted-key
+``json.dumps``): refused as ``old_canon`` (the terminal must add ``"canon": "jcs"`` and sign
+the RFC 8785 form); any other ``canon`` is refused as ``unknown_canon``.
 
 Acceptance, in this order (the first failure is the reason):
 ``oversize`` (more than `max_bytes`), ``malformed`` (not UTF-8 JSON of the shape above),
-``unknown_terminal`` (not allow-listed), ``bad_signature``, ``replayed_sequence``
+``unknown_terminal`` (not allow-listed), ``old_canon`` / ``unknown_canon``,
+``bad_signature``, ``replayed_sequence``
 (seq not strictly above the last one seen from that terminal), ``stale_time``
 (|now - time| beyond `max_skew_s`, past or future), ``wrong_verify_mode``.
 An authentic, non-replayed event advances the terminal's sequence even when it is then
@@ -48,8 +57,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
+import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -61,10 +71,17 @@ VERIFY_MODES = frozenset({"face", "card", "fingerprint", "face+card"})
 MIN_HMAC_KEY_BYTES = 32
 """RFC 2104: a key shorter than the hash output (32 bytes) weakens HMAC-SHA256."""
 SIGNATURE_FIELD = "signature"
+CANON = "jcs"
+"""The value of an event's ``canon``: signed over its RFC 8785 canonical JSON."""
 _REQUIRED = ("terminal", "person", "verify_mode", "time", "seq")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_MAX_SEQ = 2**63 - 1
+_MAX_INT = 2**53 - 1
+"""RFC 8785 / I-JSON: the largest integer every JSON reader holds exactly."""
+OLD_CANON_DETAIL = (
+    "signed in the pre-RFC 8785 form (no canon field): the terminal must add canon = 'jcs' and sign "
+    "the RFC 8785 canonical JSON (drivers/face/codec.py)"
+)
 
 
 class RejectReason(StrEnum):
@@ -77,6 +94,10 @@ class RejectReason(StrEnum):
     STALE_TIME = "stale_time"
     WRONG_VERIFY_MODE = "wrong_verify_mode"
     OVERSIZE = "oversize"
+    OLD_CANON = "old_canon"
+    """No ``canon``: signed in the pre-RFC 8785 form, which is no longer accepted."""
+    UNKNOWN_CANON = "unknown_canon"
+    """A ``canon`` other than "jcs"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,14 +177,19 @@ class _Event:
     verify_mode: str
     time: datetime
     seq: int
+    canon: object
+    """The body's ``canon`` (None when absent)."""
     signature: str
     signed: bytes
 
 
 def canonical_bytes(body: Mapping[str, object]) -> bytes:
-    """The bytes a terminal signs: sorted keys, no whitespace, UTF-8, without ``signature``."""
-    unsigned = {k: v for k, v in body.items() if k != SIGNATURE_FIELD}
-    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The bytes a terminal signs: the RFC 8785 canonical JSON (UTF-8) of the body without ``signature``.
+
+    Raises ValueError when the body has none (an integer beyond +-(2**53 - 1), a lone surrogate).
+    """
+    unsigned: dict[str, Any] = {k: v for k, v in body.items() if k != SIGNATURE_FIELD}
+    return rfc8785.dumps(unsigned)
 
 
 def format_utc(t: datetime) -> str:
@@ -212,6 +238,8 @@ def _parse(raw: bytes) -> _Event:
     for k, v in body.items():
         if not (v is None or isinstance(v, str | int | bool)):
             raise _Malformed(f"field {k[:40]!r}: nested {type(v).__name__} is not allowed")
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > _MAX_INT:
+            raise _Malformed(f"field {k[:40]!r}: integer beyond +-(2**53 - 1) has no RFC 8785 form")
     missing = [k for k in (*_REQUIRED, SIGNATURE_FIELD) if k not in body]
     if missing:
         raise _Malformed(f"missing field(s) {', '.join(missing)}")
@@ -229,8 +257,8 @@ def _parse(raw: bytes) -> _Event:
         raise _Malformed("field verify_mode must be 1..32 characters")
     if isinstance(seq, bool) or not isinstance(seq, int):
         raise _Malformed(f"field seq must be an integer, got {type(seq).__name__}")
-    if not 0 <= seq <= _MAX_SEQ:
-        raise _Malformed("field seq out of range 0..2**63-1")
+    if not 0 <= seq <= _MAX_INT:
+        raise _Malformed("field seq out of range 0..2**53-1")
     try:
         t = datetime.fromisoformat(when)
     except ValueError:
@@ -243,9 +271,9 @@ def _parse(raw: bytes) -> _Event:
         raise _Malformed(f"time {when[:40]!r} is out of range") from None
     try:
         signed = canonical_bytes(body)
-    except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800" has no UTF-8 form
+    except ValueError:  # a lone surrogate escape such as "\ud800" has no UTF-8 form
         raise _Malformed("string with a lone surrogate escape") from None
-    return _Event(terminal, person, mode, t, seq, sig, signed)
+    return _Event(terminal, person, mode, t, seq, body.get("canon"), sig, signed)
 
 
 def _signature_ok(t: TerminalCfg, signed: bytes, sig: str) -> str:
@@ -302,6 +330,15 @@ class FaceVerifier:
         term = self.cfg.terminals.get(ev.terminal)
         if term is None:
             return self, Rejection(RejectReason.UNKNOWN_TERMINAL, f"terminal {ev.terminal!r} is not allow-listed")
+        if ev.canon is None:
+            return self, Rejection(RejectReason.OLD_CANON, OLD_CANON_DETAIL, term.id)
+        if ev.canon != CANON:
+            return self, Rejection(
+                RejectReason.UNKNOWN_CANON,
+                f"canon {repr(ev.canon)[:40]} is not a signed form this gateway verifies: only canon = 'jcs', "
+                "the RFC 8785 canonical JSON (drivers/face/codec.py)",
+                term.id,
+            )
         why = _signature_ok(term, ev.signed, ev.signature)
         if why:
             return self, Rejection(RejectReason.BAD_SIGNATURE, why, term.id)

@@ -43,6 +43,8 @@ HTTP_STATUS: Mapping[RejectReason, int] = {
     RejectReason.REPLAYED_SEQUENCE: 409,
     RejectReason.STALE_TIME: 422,
     RejectReason.WRONG_VERIFY_MODE: 422,
+    RejectReason.OLD_CANON: 400,
+    RejectReason.UNKNOWN_CANON: 400,
 }
 """HTTP status per rejection reason; an accepted event gets 202."""
 

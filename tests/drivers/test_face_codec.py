@@ -41,16 +41,30 @@ CFG = VerifierCfg(
 )
 
 
-# Independent of the codec: what the documented wire format says a terminal does.
+# Independent of the codec: what the documented wire format says a terminal does (RFC 8785
+# for a flat body: members sorted by UTF-16 code units; strings, integers, booleans and null
+# as json.dumps writes them).
 def canonical(body: dict[str, Any]) -> bytes:
+    members = sorted(body.items(), key=lambda kv: kv[0].encode("utf-16-be"))
+    return (
+        "{"
+        + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{json.dumps(v, ensure_ascii=False)}" for k, v in members)
+        + "}"
+    ).encode()
+
+
+def old_canonical(body: dict[str, Any]) -> bytes:
+    """The pre-RFC 8785 form: Python's sorted-key json.dumps (code point order)."""
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def signed(body: dict[str, Any], alg: str = "hmac-sha256", key: bytes = SECRET) -> bytes:
+def signed(
+    body: dict[str, Any], alg: str = "hmac-sha256", key: bytes = SECRET, form: Callable[..., bytes] = canonical
+) -> bytes:
     if alg == "hmac-sha256":
-        sig = hmac.new(key, canonical(body), hashlib.sha256).hexdigest()
+        sig = hmac.new(key, form(body), hashlib.sha256).hexdigest()
     else:
-        sig = base64.b64encode(Ed25519PrivateKey.from_private_bytes(key).sign(canonical(body))).decode()
+        sig = base64.b64encode(Ed25519PrivateKey.from_private_bytes(key).sign(form(body))).decode()
     return json.dumps({**body, "signature": sig}).encode()
 
 
@@ -61,6 +75,7 @@ def body(terminal: str = "ft-h", seq: int = 10, at: datetime = NOW, **over: Any)
         "verify_mode": "face",
         "time": at.isoformat().replace("+00:00", "Z"),
         "seq": seq,
+        "canon": "jcs",
     }
     b.update(over)
     return b
@@ -103,6 +118,24 @@ def test_good_ed25519_event_is_a_face_match() -> None:
 def test_first_event_of_an_unseen_terminal_is_accepted_at_any_seq() -> None:
     v, verdict = FaceVerifier(CFG).verify(signed(body(seq=0)), NOW, MONO)
     assert isinstance(verdict, FaceMatch) and dict(v.last_seq) == {"ft-h": 0}
+
+
+def test_old_canon_says_what_the_terminal_must_change() -> None:
+    _, verdict = fresh().verify(signed(without("canon"), form=old_canonical), NOW, MONO)
+    assert isinstance(verdict, Rejection) and verdict.terminal == "ft-h"
+    assert verdict.detail == (
+        "signed in the pre-RFC 8785 form (no canon field): the terminal must add canon = 'jcs' and sign "
+        "the RFC 8785 canonical JSON (drivers/face/codec.py)"
+    )
+
+
+def test_members_are_signed_in_utf16_order_and_integers_up_to_2_53() -> None:
+    # U+1F600 is a surrogate pair (D83D DE00) in UTF-16 and sorts before U+FB33; by code
+    # point it would sort after. Only the RFC 8785 order verifies (the table above).
+    b = body(seq=2**53 - 1, **{"\U0001f600": "a", "\ufb33": "b", "\u20ac": "c", "\r": "d"})
+    assert canonical(b).index("\U0001f600".encode()) < canonical(b).index("\ufb33".encode())
+    _, verdict = FaceVerifier(CFG).verify(signed(b), NOW, MONO)
+    assert isinstance(verdict, FaceMatch) and verdict.seq == 2**53 - 1
 
 
 def test_time_with_another_offset_is_normalised_to_utc() -> None:
@@ -177,6 +210,24 @@ REJECTIONS: list[tuple[str, Callable[[], bytes], RejectReason, bool]] = [
     ("duplicate_key", lambda: signed(body())[:-1] + b', "seq": 99}', RejectReason.MALFORMED, False),
     ("nan", lambda: signed(body())[:-1] + b', "x": NaN}', RejectReason.MALFORMED, False),
     ("oversize", lambda: signed(body(photo="A" * 5000)), RejectReason.OVERSIZE, False),
+    ("seq_beyond_2_53", lambda: signed(body(seq=2**53)), RejectReason.MALFORMED, False),
+    ("extra_int_beyond_2_53", lambda: signed(body(n=-(2**53))), RejectReason.MALFORMED, False),
+    ("old_canon", lambda: signed(without("canon"), form=old_canonical), RejectReason.OLD_CANON, False),
+    (
+        "old_canon_ed25519",
+        lambda: signed({k: v for k, v in body("ft-e").items() if k != "canon"}, "ed25519", ED_SEED, form=old_canonical),
+        RejectReason.OLD_CANON,
+        False,
+    ),
+    ("canon_null", lambda: signed(body(canon=None)), RejectReason.OLD_CANON, False),
+    ("canon_other", lambda: signed(body(canon="jcs2")), RejectReason.UNKNOWN_CANON, False),
+    ("canon_int", lambda: signed(body(canon=1)), RejectReason.UNKNOWN_CANON, False),
+    (
+        "canon_jcs_but_old_bytes",
+        lambda: signed(body(**{"\U0001f600": "a", "\ufb33": "b"}), form=old_canonical),
+        RejectReason.BAD_SIGNATURE,
+        False,
+    ),
 ]
 
 

@@ -111,6 +111,7 @@ HTTP_FAULTS = [
     (Fault.GARBAGE, 400, "malformed", "face:http:127.0.0.1"),
     (Fault.OVERSIZE, 413, "oversize", "face:http:127.0.0.1"),
     (Fault.REPLAY, 409, "replayed_sequence", "face:ft-h"),
+    (Fault.OLD_CANON, 400, "old_canon", "face:ft-h"),
 ]
 
 
