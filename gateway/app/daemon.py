@@ -38,6 +38,7 @@ from gateway.core.inbox import Inbox
 from gateway.core.inputs import PermitLoader, ble_sources, face_gate, face_mqtt
 from gateway.core.metrics import Metrics
 from gateway.core.outputs import OutputBank
+from gateway.core.source import Supervised
 from gateway.core.trends import TrendStore, trend_points
 from gateway.core.vibration import BaselineStore, VibrationPipeline, analysis_point, vibration_points
 from gateway.ledger.anchors import AnchorPublisher
@@ -257,26 +258,40 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             self._save_latches()
             self.notifier.stopping()
-            await self.outputs.shutdown()
-            await self.vibration.close()
-            await self.web.close()
-            if self.records.audit is not None:
-                self.records.audit_line("gateway_stopped", {"utc": iso(self.clock.utc()), "code": code})
-            await self.records.close()
-            self.anchors.publish("stop")  # the head with the stop record, retained for whoever verifies
-            await self.mqtt.goodbye()
-            if self.sparkplug is not None:
-                await self.sparkplug.goodbye()
-            if self.tsdb is not None:
-                await self.tsdb.close(timeout_s=3)
-            if self.permit_sync is not None:
-                await self.permit_sync.close()
-            if self.ledger_client is not None:
-                await self.ledger_client.close()
-            self.buses.close()
+            await self.outputs.shutdown()  # first, and on its own: nothing below may delay or skip it
+            await self._close_northbound(code)
             self.notifier.close()
             log.info("gateway_stopped", code=code)
         return code
+
+    async def _close_northbound(self, code: int) -> None:
+        """Everything after the outputs, each step on its own: one failing never skips the rest."""
+        steps: list[tuple[str, Callable[[], Awaitable[object] | object]]] = [
+            ("vibration", self.vibration.close),
+            ("status", self.web.close),
+            ("audit_stop", lambda: self.records.audit_line("gateway_stopped", {"utc": iso(self.clock.utc()),
+                                                                              "code": code})
+             if self.records.audit is not None else None),
+            ("records", self.records.close),
+            ("audit_anchor", lambda: self.anchors.publish("stop")),  # the head with the stop record
+            ("mqtt", self.mqtt.goodbye),
+        ]  # fmt: skip
+        if self.sparkplug is not None:
+            steps.append(("sparkplug", self.sparkplug.goodbye))
+        if self.tsdb is not None:
+            steps.append(("tsdb", lambda: self.tsdb.close(timeout_s=3) if self.tsdb is not None else None))
+        if self.permit_sync is not None:
+            steps.append(("permit_sync", self.permit_sync.close))
+        if self.ledger_client is not None:
+            steps.append(("ledger", self.ledger_client.close))
+        steps.append(("buses", self.buses.close))
+        for name, step in steps:
+            try:
+                result = step()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception as exc:
+                log.error("stop_step_failed", step=name, error=repr(exc), exc_info=exc)
 
     async def _start(self) -> StartFailure | None:
         """Outputs safe first, then everything "ready" depends on (gateway/app/startup.py)."""
@@ -310,36 +325,40 @@ class Daemon:
             self.request_stop()
             raise
 
+    def _sources(self) -> list[Supervised]:
+        """Everything that brings events in, each with what goes down while it restarts."""
+        out = [Supervised(f"modbus[{s.spec.id}]", s.run, s.mark_down) for s in self.sources]
+        out += [Supervised(f"mqtt_in[{mi.name}]", mi.run) for mi in self.mqtt_inputs]
+        out += [Supervised(f"ble[{b.receiver}]", b.run, b.mark_down) for b in self.ble]
+        if self.face_mqtt is not None:
+            out.append(Supervised("face_mqtt[main]", self.face_mqtt.run))
+        if self.permit_sync is not None:
+            out.append(Supervised("permit_sync[ledger]", self.permit_sync.run))
+        return out
+
+    def _sink_tasks(self) -> list[Supervised]:
+        """The sinks' own I/O tasks (their engine-step side is the fan-out, app/sinks.py)."""
+        out = [
+            Supervised("mqtt_out[main]", self.mqtt.run),
+            Supervised("records[main]", self.records.run),
+            Supervised("audit_anchor[main]", self.anchors.run),
+            Supervised("statefile[main]", self._saver),
+        ]
+        if self.sparkplug is not None:
+            out.append(Supervised("sparkplug[main]", self.sparkplug.run))
+        if self.tsdb is not None:
+            out.append(Supervised("tsdb[main]", self.tsdb.run))
+        return out
+
     async def _supervisor(self) -> None:
         """Every long-running task under one TaskGroup. The engine loop and the output bank end the
         daemon when they fail; every source and every other sink runs under `_supervise`."""
         async with asyncio.TaskGroup() as tg:
-
-            def guarded(factory: Callable[[], Awaitable[object]], name: str,
-                        on_down: Callable[[str], None] | None = None) -> None:
-                tg.create_task(self._supervise(factory, name, on_down), name=name)
-
             tg.create_task(self._critical(self._engine(), "engine[main]"), name="engine[main]")
             tg.create_task(self._critical(self.outputs.run(), "outputs[bank]"), name="outputs[bank]")
-            for src in self.sources:
-                guarded(src.run, f"modbus[{src.spec.id}]", src.mark_down)
-            guarded(self.mqtt.run, "mqtt_out[main]")
-            for mi in self.mqtt_inputs:
-                guarded(mi.run, f"mqtt_in[{mi.name}]")
-            tg.create_task(self.web.run(), name="status[http]")
-            guarded(self.records.run, "records[main]")
-            guarded(self.anchors.run, "audit_anchor[main]")
-            guarded(self._saver, "statefile[main]")
-            for b in self.ble:
-                guarded(b.run, f"ble[{b.receiver}]", b.mark_down)
-            if self.face_mqtt is not None:
-                guarded(self.face_mqtt.run, "face_mqtt[main]")
-            if self.sparkplug is not None:
-                guarded(self.sparkplug.run, "sparkplug[main]")
-            if self.tsdb is not None:
-                guarded(self.tsdb.run, "tsdb[main]")
-            if self.permit_sync is not None:
-                guarded(self.permit_sync.run, "permit_sync[ledger]")
+            tg.create_task(self.web.run(), name="status[http]")  # bound at start; aiohttp serves from it
+            for t in (*self._sources(), *self._sink_tasks()):
+                tg.create_task(self._supervise(t.run, t.name, t.on_down), name=t.name)
             for name, factory in self.extra_tasks:
                 tg.create_task(factory(), name=name)
 

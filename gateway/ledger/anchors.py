@@ -44,8 +44,13 @@ class AnchorPublisher:
             return
         if self.last is not None and self.last["seq"] == head.seq and reason == "interval":
             return  # nothing appended since: the retained anchor still stands
-        self.last = {"seq": head.seq, "hash": head.hash, "utc": self._utc(), "reason": reason}
-        self._publish(self.last)
+        anchor = {"seq": head.seq, "hash": head.hash, "utc": self._utc(), "reason": reason}
+        try:
+            self._publish(anchor)
+        except Exception as exc:
+            log.error("audit_anchor_failed", seq=head.seq, reason=reason, error=repr(exc))
+            return
+        self.last = anchor
         log.info("audit_anchor", seq=head.seq, reason=reason)
 
     async def run(self) -> None:
