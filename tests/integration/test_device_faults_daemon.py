@@ -21,6 +21,7 @@ import pytest
 from firmware_sim.tcp_link import FaultyLink
 from gateway.app.daemon import Daemon
 from rules.events import Quality
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, have_browser
 from tests.support.daemon import running
 from tests.support.plant import ALARM_TOPIC, HORN, PERMISSIVE, Plant, plant
 from tests.support.procs import Mosquitto, wait_for
@@ -144,6 +145,21 @@ async def test_a_source_that_raises_any_exception_restarts_alone_and_its_device_
                     tasks = (await r.json())["tasks"]
             assert 'edge_task_restarts_total{task="modbus[gas-bay2]"}' in text
             assert tasks[0]["task"] == "modbus[gas-bay2]" and tasks[0]["restarts"] >= 2
+            # ... and the page's devices view says so, in a real browser.
+            if have_browser():
+                from playwright.async_api import async_playwright
+
+                async with async_playwright() as pw:
+                    browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                    try:
+                        page = await browser.new_page()
+                        await page.goto(f"http://127.0.0.1:{p.http_port}/#/devices")
+                        item = page.locator('li[data-task="modbus[gas-bay2]"]')
+                        await item.wait_for(timeout=15_000)
+                        text = await item.inner_text()
+                        assert "restarted" in text and "ValueError" in text, text
+                    finally:
+                        await browser.close()
 
             may_run.set()
             await wait_for(lambda: "gas-bay2" not in d.state.devices_down, 30, what="device up after the restart")

@@ -26,8 +26,20 @@ export function devicesView() {
       h('td', { class: d.comm_errors > 0 ? 'warn-text' : '', text: d.comm_errors ?? '—' }),
       h('td', { text: d.last_reason || d.quality || '' })))) : notConfigured('Devices')),
     section('Outputs', 'device', list(st.snap.outputs).length ? outputsTable(list(st.snap.outputs)) : notConfigured('Outputs')),
+    section('Gateway tasks', 'gateway', taskList()),
     section('Rejected input', 'fault', rej.length ? h('ul', { class: 'kv' }, rej.map(([k, v]) => h('li', { text: k + ': ' + (isObj(v) ? JSON.stringify(v) : v) }))) : h('p', { class: 'muted', text: 'Nothing rejected.' })),
     section('Engine', 'gateway', eng ? h('ul', { class: 'kv' }, Object.entries(eng).map(([k, v]) => h('li', { text: k.replace(/_/g, ' ') + ': ' + (Array.isArray(v) ? v.join(' / ') : v) }))) : notConfigured('Engine statistics')));
+}
+
+// One fault stays one fault: a source or sink that failed was restarted alone; say which, how
+// often and why, so a technician sees a defect that the plant kept running through.
+function taskList() {
+  const tasks = list(st.snap.tasks).filter((t) => t.restarts > 0);
+  const sinks = list(st.snap.sinks).filter((s) => s.errors > 0);
+  if (!tasks.length && !sinks.length) return h('p', { class: 'muted', text: 'No task has failed since the gateway started.' });
+  return h('ul', { class: 'kv' },
+    tasks.map((t) => h('li', { class: 'warn-text', data: { task: t.task } }, h('strong', { text: t.task }), ' restarted ' + t.restarts + '× · ' + (t.last_error || ''))),
+    sinks.map((s) => h('li', { class: 'warn-text', data: { sink: s.sink } }, h('strong', { text: 'sink ' + s.sink }), ' ' + s.errors + ' error(s) · ' + (s.last_error || ''))));
 }
 
 export function outputsTable(outs) {
