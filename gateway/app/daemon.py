@@ -305,6 +305,7 @@ class Daemon:
         self.records.audit_line("gateway_started", {
             "utc": iso(self.clock.utc()), "version": __version__, "config_hash": self.config_hash,
             "previous_head": None if prev is None else {"seq": prev.seq, "hash": prev.hash},
+            "previous_stop": previous_stop(self.records.audit.last_kind if self.records.audit else None),
         })  # fmt: skip
         self.anchors.publish("start")  # the previous run's last record, before this run appends
         self._restore()
@@ -593,3 +594,11 @@ class Daemon:
 
 def config_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def previous_stop(last_kind: str | None) -> str:
+    """How the previous run ended, from the last record it left: "clean" (its stop record),
+    "unclean" (a crash, kill -9, power cut: anything else last) or "none" (a new chain)."""
+    if last_kind is None:
+        return "none"
+    return "clean" if last_kind == "gateway_stopped" else "unclean"

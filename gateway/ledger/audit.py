@@ -338,6 +338,8 @@ class AuditLog:
                 ) from exc
             if not existed:
                 _fsync_dir(self.path.parent)  # the new file's name must survive a power cut too
+            self.last_kind: str | None = None
+            """Kind of the last record found at open (None: an empty log); a clean stop leaves gateway_stopped."""
             self._size, self._head, torn = self._restore()
             if torn is not None:
                 self._repair(torn)
@@ -381,6 +383,7 @@ class AuditLog:
                 f"last complete line (ending at byte {good_size}) is invalid: {got.detail}; "
                 "run `edge-gateway audit verify` on it and move the file aside to start a new chain",
             )
+        self.last_kind = str(got.record.get("kind", ""))
         return good_size, Head(got.seq, got.hash), torn
 
     def _repair(self, torn: bytes) -> None:

@@ -66,3 +66,17 @@ def test_the_publisher_sends_the_head_and_skips_an_unchanged_interval(tmp_path: 
         pub.publish("interval")
     assert [(a["seq"], a["reason"]) for a in sent] == [(0, "start"), (1, "interval")]
     assert all(len(str(a["hash"])) == 64 for a in sent)
+
+
+def test_how_the_previous_run_ended_comes_from_the_last_record(tmp_path: Path) -> None:
+    from gateway.app.daemon import previous_stop
+
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        assert log.last_kind is None and previous_stop(log.last_kind) == "none"
+        log.append({"kind": "alarm", "signal": "t101_o2"})  # the process dies here (kill -9)
+    with AuditLog(path) as log:
+        assert previous_stop(log.last_kind) == "unclean"
+        log.append({"kind": "gateway_stopped", "code": 0})
+    with AuditLog(path) as log:
+        assert previous_stop(log.last_kind) == "clean"

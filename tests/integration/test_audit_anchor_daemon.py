@@ -70,6 +70,7 @@ async def test_heads_are_anchored_at_start_and_stop_and_a_cut_tail_is_caught(
     records = [json.loads(x)["record"] for x in audit.read_text().splitlines()]
     started = [r for r in records if r["kind"] == "gateway_started"]
     assert started[0]["previous_head"]["seq"] == -1  # an empty chain: the genesis head
+    assert [s["previous_stop"] for s in started] == ["none", "clean"]
     assert started[1]["previous_head"] == {"seq": stops[0]["seq"], "hash": stops[0]["hash"]}
     assert records[-1]["kind"] == "gateway_stopped" and records[-1]["code"] == 0
 
