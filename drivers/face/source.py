@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 import structlog
-from aiohttp import web
+from aiohttp import http_exceptions, web, web_protocol
 
 from drivers.face.codec import FaceVerifier, Rejection, RejectReason
 from drivers.face.errors import FaceLinkError, SeqStateError
@@ -211,6 +211,12 @@ def face_routes(gate: FaceGate, path: str = "/face/events", read_timeout_s: floa
                 body = await _read_bounded(request, limit)
         except TimeoutError:
             rej = Rejection(RejectReason.MALFORMED, f"body not received within {read_timeout_s:g} s")
+            await gate.refuse(rej, remote)
+            return _verdict_response(rej)
+        except (web_protocol.RequestPayloadError, http_exceptions.HttpProcessingError) as exc:
+            # A body that cannot be decoded (bad Content-Encoding, a broken chunked transfer): the
+            # sender's fault, a 400 like any malformed event, never a 500 (found by the API fuzzer).
+            rej = Rejection(RejectReason.MALFORMED, f"body cannot be decoded: {exc}")
             await gate.refuse(rej, remote)
             return _verdict_response(rej)
         if body is None:
