@@ -70,6 +70,7 @@ class MqttPublisher:
         self._last_good: list[tuple[str, bytes]] = []
         self._n = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def messages(self, fault: Fault) -> list[tuple[str, bytes]]:
         """(topic, payload) pairs of one publishing round with `fault` applied."""
@@ -91,29 +92,38 @@ class MqttPublisher:
     async def start(self) -> None:
         """Start publishing in a background task."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name=f"sim[{self.client_id}]")
 
-    async def stop(self) -> None:
-        """Stop publishing and disconnect."""
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop publishing and disconnect, within `timeout_s`. The client library can swallow a
+        cancellation that lands while it waits for a PUBACK (a loaded run once published on for
+        five minutes after stop): the loop also checks a stop flag, and the cancel is repeated."""
         task, self._task = self._task, None
+        self._stopping = True
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while not task.done() and asyncio.get_running_loop().time() < deadline:
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            if task.done():
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    task.result()
         self.connected = False
 
     async def _run(self) -> None:
         delay = 0.05
-        while True:
+        while not self._stopping:
             try:
                 async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, timeout=5.0) as client:
                     self.connected = True
                     delay = 0.05
-                    while True:
+                    while not self._stopping:
                         for topic, payload in self._round():
                             await client.publish(topic, payload, qos=1, retain=self.retain)
                             self.published += 1
                         await asyncio.sleep(self.interval_s)
+                return
             except aiomqtt.MqttError:
                 self.connected = False
                 await asyncio.sleep(delay)
